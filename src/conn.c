@@ -1,0 +1,524 @@
+/*
+ * conn.c -- the client side of a connection: accept, request heads,
+ * keep-alive and pipelining, timeouts, stoa-generated responses, the access
+ * log, and deferred freeing.  proxy.c takes over once a head is parsed.
+ *
+ * Pipelining: one request is processed at a time.  While it is in flight
+ * client reading stays disabled once its body is complete, so pipelined
+ * bytes wait in the kernel and in our input buffer, and a flood of them
+ * cannot grow memory.  The next head is parsed from a deferred callback so
+ * that a run of pipelined requests never recurses.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "conn.h"
+#include "http1.h"
+#include "log.h"
+#include "util.h"
+#include "vas.h"
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+static void conn_hdr_timeout(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Lingering close (as nginx and Apache do): everything we wanted to send is
+ * queued in the kernel; shut the write side and read and discard until the
+ * client closes or tv_linger passes.  Closing at once while unread request
+ * bytes sit in our receive queue would make the kernel send a reset that
+ * can destroy the response before the client reads it.
+ */
+static void
+conn_linger(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	c->state = CS_LINGER;
+	(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_set_timeouts(c->bev, &c->env->tv_linger, NULL);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+static void
+txn_reset(struct txn *t)
+{
+	struct evbuffer *replay = t->replay;
+
+	memset(t, 0, sizeof *t);
+	t->replay = replay;
+	if (replay != NULL)
+		evbuffer_drain(replay, evbuffer_get_length(replay));
+	t->route = -1;
+	t->server = -1;
+	t->failed_server = -1;
+	t->up_addr[0] = '-';
+	t->up_addr[1] = '\0';
+}
+
+struct conn *
+conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
+{
+	struct conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		close(fd);
+		return (NULL);
+	}
+	c->magic = CONN_MAGIC;
+	c->env = env;
+	if (salen > 0 && (size_t)salen <= sizeof c->peer)
+		memcpy(&c->peer, sa, (size_t)salen);
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		char buf[64], *e;
+
+		util_addr_str(sa, buf, sizeof buf);
+		/* strip the port (and IPv6 brackets) for X-Forwarded-For */
+		e = strrchr(buf, ':');
+		if (e != NULL)
+			*e = '\0';
+		if (buf[0] == '[') {
+			size_t l = strlen(buf);
+
+			buf[l - 1] = '\0';
+			snprintf(c->peer_ip, sizeof c->peer_ip, "%s", buf + 1);
+		} else
+			snprintf(c->peer_ip, sizeof c->peer_ip, "%s", buf);
+	} else
+		snprintf(c->peer_ip, sizeof c->peer_ip, "unix");
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+	c->bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->hdr_timer = evtimer_new(env->base, conn_hdr_timeout, c);
+	c->txn.replay = evbuffer_new();
+	if (c->bev == NULL || c->hdr_timer == NULL || c->txn.replay == NULL) {
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		else
+			close(fd);
+		if (c->hdr_timer != NULL)
+			event_free(c->hdr_timer);
+		if (c->txn.replay != NULL)
+			evbuffer_free(c->txn.replay);
+		free(c);
+		return (NULL);
+	}
+	txn_reset(&c->txn);
+	c->state = CS_HEAD;
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, STOA_LOW_WATER, 0);
+	bufferevent_set_timeouts(c->bev,
+	    env->draining ? &env->tv_drain_linger : &env->tv_client_idle,
+	    &env->tv_client_idle);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&env->conns, c, link);
+	env->nconns++;
+	return (c);
+}
+
+void
+conn_close(struct conn *c)
+{
+	struct worker_env *env;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (c->state == CS_DEAD)
+		return;
+	env = c->env;
+	if (c->txn.uc != NULL)
+		proxy_abort(c);
+	c->state = CS_DEAD;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	evtimer_del(c->hdr_timer);
+	TAILQ_REMOVE(&env->conns, c, link);
+	TAILQ_INSERT_TAIL(&env->graveyard, c, link);
+	env->nconns--;
+	event_active(env->reaper, EV_TIMEOUT, 0);
+}
+
+void
+conn_reap(struct worker_env *env)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&env->graveyard)) != NULL) {
+		TAILQ_REMOVE(&env->graveyard, c, link);
+		bufferevent_free(c->bev);
+		event_free(c->hdr_timer);
+		evbuffer_free(c->txn.replay);
+		free(c->head);
+		c->magic = 0;
+		free(c);
+	}
+	if (env->on_conn_freed != NULL)
+		env->on_conn_freed(env);
+}
+
+/* The worker stops: finish what is in flight, close what is idle soon. */
+void
+conn_drain(struct conn *c)
+{
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	switch (c->state) {
+	case CS_HEAD:
+		if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+		    !c->hdr_timing)
+			bufferevent_set_timeouts(c->bev, &c->env->tv_drain_linger,
+			    &c->env->tv_client_idle);
+		break;
+	case CS_PROXY:
+		c->txn.close_after = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Move every view in m from buffer `from` to buffer `to` (same layout). */
+static void
+msg_rebase(struct http_msg *m, const char *from, const char *to)
+{
+#define REBASE(p) do { if ((p) != NULL) (p) = to + ((p) - from); } while (0)
+	REBASE(m->method);
+	REBASE(m->target);
+	REBASE(m->path);
+	REBASE(m->authority);
+	REBASE(m->reason);
+	REBASE(m->host);
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		REBASE(m->hdr[i].name);
+		REBASE(m->hdr[i].value);
+	}
+#undef REBASE
+}
+
+static void
+conn_parse_head(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len, n, max_head;
+	struct http1_err err;
+	const char *p;
+	ssize_t rc;
+
+	len = evbuffer_get_length(in);
+	if (len == 0)
+		return;
+	max_head = (size_t)env->cfg->limits.max_header_size;
+	n = len < max_head ? len : max_head;
+	if (n < max_head && c->scanned > 0 && c->scanned < n) {
+		/* The parser starts over on every call; a client trickling a
+		 * head in tiny segments would make that quadratic.  A head can
+		 * only complete (or fail on a line) at a LF, so re-parse only
+		 * when one arrived since the last attempt. */
+		struct evbuffer_ptr pos;
+
+		evbuffer_ptr_set(in, &pos, c->scanned, EVBUFFER_PTR_SET);
+		pos = evbuffer_search_range(in, "\n", 1, &pos, NULL);
+		if (pos.pos < 0 || (size_t)pos.pos >= n) {
+			c->scanned = n;
+			goto again;
+		}
+	}
+	p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+	if (p == NULL) {
+		conn_close(c);
+		return;
+	}
+	rc = http1_parse_request(p, n, max_head, &c->req, &err);
+	if (rc == HTTP1_AGAIN) {
+		c->scanned = n;
+again:
+		if (!c->hdr_timing) {
+			c->hdr_timing = true;
+			evtimer_add(c->hdr_timer, &env->tv_client_header);
+		}
+		return;
+	}
+	c->scanned = 0;
+	if (c->hdr_timing) {
+		c->hdr_timing = false;
+		evtimer_del(c->hdr_timer);
+	}
+	txn_reset(&c->txn);
+	c->txn.t_start = util_now_ms();
+	if (rc < 0) {
+		log_debug("client %s: bad request: %s", c->peer_ip, err.reason);
+		c->req.method = NULL;
+		conn_send_error(c, err.status, true);
+		return;
+	}
+	if ((size_t)rc > c->head_cap) {
+		size_t cap = c->head_cap ? c->head_cap : 1024;
+		char *nh;
+
+		while (cap < (size_t)rc)
+			cap *= 2;
+		nh = realloc(c->head, cap);
+		if (nh == NULL) {
+			conn_close(c);
+			return;
+		}
+		c->head = nh;
+		c->head_cap = cap;
+	}
+	memcpy(c->head, p, (size_t)rc);
+	msg_rebase(&c->req, p, c->head);
+	evbuffer_drain(in, (size_t)rc);
+	c->keep_alive = c->req.keep_alive && !env->draining;
+	c->state = CS_PROXY;
+	/* Body reads and response writes: no progress for client_idle → close. */
+	bufferevent_set_timeouts(c->bev, &env->tv_client_idle, &env->tv_client_idle);
+	proxy_start(c);
+}
+
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	switch (c->state) {
+	case CS_HEAD:
+		conn_parse_head(c);
+		break;
+	case CS_PROXY:
+		proxy_client_read(c);
+		break;
+	case CS_CLOSING:
+	case CS_LINGER: {
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+
+		evbuffer_drain(in, evbuffer_get_length(in));
+		break;
+	}
+	case CS_DEAD:
+		break;
+	}
+}
+
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	switch (c->state) {
+	case CS_PROXY:
+		proxy_client_drained(c);
+		break;
+	case CS_CLOSING:
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_linger(c);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (c->state == CS_HEAD && (what & BEV_EVENT_TIMEOUT) &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
+		/* client_idle passed with a partial head: the header timer
+		 * normally fires first; treat it the same. */
+		conn_send_error(c, 408, true);
+		return;
+	}
+	if (c->state == CS_PROXY && (what & BEV_EVENT_TIMEOUT))
+		log_info("client %s: timed out during request", c->peer_ip);
+	conn_close(c);
+}
+
+static void
+conn_hdr_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	c->hdr_timing = false;
+	if (c->state != CS_HEAD)
+		return;
+	txn_reset(&c->txn);
+	c->txn.t_start = util_now_ms();
+	c->req.method = NULL;
+	conn_send_error(c, 408, true);
+}
+
+/* ---- access log ------------------------------------------------------ */
+
+/* Append s[0..len) to the line with '"', '\\', controls and non-ASCII
+ * escaped as \xHH, so a log line is one line and fields stay quoted. */
+static size_t
+esc(char *o, size_t room, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (size_t i = 0; i < len && n + 4 < room; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+			o[n++] = '\\';
+			o[n++] = 'x';
+			o[n++] = hex[ch >> 4];
+			o[n++] = hex[ch & 15];
+		} else
+			o[n++] = (char)ch;
+	}
+	return (n);
+}
+
+static size_t
+esc_hdr(char *o, size_t room, const struct http_msg *m, const char *name)
+{
+	const struct http_header *h;
+
+	if (m->method == NULL || (h = http_find(m, name)) == NULL) {
+		if (room > 1)
+			o[0] = '-';
+		return (room > 1);
+	}
+	return (esc(o, room, h->value, h->value_len));
+}
+
+static void
+conn_access_log(struct conn *c)
+{
+	static time_t last_sec;
+	static char tbuf[40];
+	char line[4096];
+	const struct txn *t = &c->txn;
+	const struct http_msg *m = &c->req;
+	uint64_t now = util_now_ms();
+	size_t n = 0, room = sizeof line;
+	time_t sec = time(NULL);
+	int r;
+
+	if (!log_access_enabled())
+		return;
+	if (sec != last_sec) {
+		struct tm tm;
+
+		localtime_r(&sec, &tm);
+		strftime(tbuf, sizeof tbuf, "%d/%b/%Y:%H:%M:%S %z", &tm);
+		last_sec = sec;
+	}
+	r = snprintf(line, room, "%s - - [%s] \"", c->peer_ip, tbuf);
+	n = (size_t)r;
+	if (m->method != NULL) {
+		n += esc(line + n, room - n, m->method, m->method_len);
+		line[n++] = ' ';
+		n += esc(line + n, room - 200 - n, m->target, m->target_len);
+		r = snprintf(line + n, room - n, " HTTP/1.%d", m->minor);
+		n += (size_t)r;
+	} else
+		line[n++] = '-';
+	r = snprintf(line + n, room - n, "\" %d %llu \"", t->status,
+	    (unsigned long long)t->bytes_out);
+	n += (size_t)r;
+	n += esc_hdr(line + n, room - 300 - n, m, "Referer");
+	line[n++] = '"';
+	line[n++] = ' ';
+	line[n++] = '"';
+	n += esc_hdr(line + n, room - 200 - n, m, "User-Agent");
+	line[n++] = '"';
+	if (t->t_upstream != 0) {
+		uint64_t ut = (t->t_upstream_done ? t->t_upstream_done : now) - t->t_upstream;
+
+		r = snprintf(line + n, room - n, " %s %llu.%03llu", t->up_addr,
+		    (unsigned long long)(ut / 1000), (unsigned long long)(ut % 1000));
+	} else
+		r = snprintf(line + n, room - n, " - -");
+	n += (size_t)r;
+	r = snprintf(line + n, room - n, " %llu.%03llu -\n",
+	    (unsigned long long)((now - t->t_start) / 1000),
+	    (unsigned long long)((now - t->t_start) % 1000));
+	n += (size_t)r;
+	if (n > room)
+		n = room;
+	log_access(line, n);
+}
+
+/* ---- responses generated by stoa ------------------------------------- */
+
+void
+conn_send_error(struct conn *c, int status, bool close_after)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	const char *reason = http_reason(status);
+	char body[128];
+	int blen;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	blen = snprintf(body, sizeof body, "%d %s\n", status, reason);
+	if (close_after || c->env->draining)
+		c->txn.close_after = true;
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: text/plain\r\n"
+	    "Content-Length: %d\r\n"
+	    "%s"
+	    "\r\n", status, reason, blen,
+	    c->txn.close_after || !c->keep_alive ? "Connection: close\r\n" : "");
+	if (c->req.method == NULL || c->req.meth != HTTP_M_HEAD) {
+		evbuffer_add(out, body, (size_t)blen);
+		c->txn.bytes_out = (uint64_t)blen;
+	}
+	c->txn.status = status;
+	conn_request_done(c);
+}
+
+void
+conn_request_done(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	AZ(c->txn.uc);
+	conn_access_log(c);
+	if (c->txn.close_after || !c->keep_alive || env->draining) {
+		c->state = CS_CLOSING;
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		/* keep reading (and discarding) so a peer that is still
+		 * sending does not get a reset that destroys our response */
+		bufferevent_enable(c->bev, EV_READ);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			conn_linger(c);
+		return;
+	}
+	c->state = CS_HEAD;
+	c->req.method = NULL;
+	bufferevent_set_timeouts(c->bev, &env->tv_client_idle, &env->tv_client_idle);
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(in) != 0)
+		bufferevent_trigger(c->bev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}

@@ -1,0 +1,151 @@
+/*
+ * conn.h -- an accepted client connection and the worker environment it
+ * lives in.  Shared by worker.c (creates connections), conn.c (client side:
+ * reading heads, timeouts, errors, closing) and proxy.c (one request's
+ * trip to the upstream and back).
+ *
+ * Ownership: a conn owns its client bufferevent, its head buffer and, while
+ * a request is in flight, one upconn.  A conn is never freed inside its own
+ * callback chain: conn_close() unhooks it and queues it on the worker's
+ * graveyard, which is emptied on the next loop turn (habit 5).
+ */
+#ifndef STOA_CONN_H
+#define STOA_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "http.h"
+#include "http1.h"
+
+struct bufferevent;
+struct config;
+struct event;
+struct event_base;
+struct evbuffer;
+struct router;
+struct balance;
+struct upstream_pools;
+struct upconn;
+struct conn;
+
+TAILQ_HEAD(conn_list, conn);
+
+/* Per-worker state every connection can see.  Owned by worker.c. */
+struct worker_env {
+	struct event_base       *base;
+	const struct config     *cfg;
+	struct router           *router;
+	struct balance          *bal;
+	struct upstream_pools   *pools;
+	struct conn_list         conns;         /* live connections */
+	struct conn_list         graveyard;     /* closed, freed next turn */
+	struct event            *reaper;
+	unsigned                 nconns;
+	bool                     draining;
+	struct timeval           tv_client_header;
+	struct timeval           tv_client_idle;
+	struct timeval           tv_upstream_connect;
+	struct timeval           tv_upstream_read;
+	struct timeval           tv_drain_linger;  /* idle conns while draining */
+	struct timeval           tv_linger;        /* lingering close */
+	/* called after a connection is freed (listener re-enable, drain exit) */
+	void                   (*on_conn_freed)(struct worker_env *);
+};
+
+/* Watermarks for every splice (habit 6): stop reading the fast side when
+ * the slow side has this much queued, resume at half. */
+#define STOA_HIGH_WATER  (256 * 1024)
+#define STOA_LOW_WATER   (STOA_HIGH_WATER / 2)
+
+/* Largest request (head + body) kept for the one retry on another server. */
+#define STOA_REPLAY_MAX  (64 * 1024)
+
+enum conn_state {
+	CS_HEAD = 0,        /* waiting for / reading a request head */
+	CS_PROXY,           /* a request is in flight (proxy.c drives) */
+	CS_CLOSING,         /* flushing the last response, then linger */
+	CS_LINGER,          /* write side shut; discarding input until EOF */
+	CS_DEAD,            /* in the graveyard */
+};
+
+/* Body framing of a message on one leg. */
+struct body_state {
+	enum http_body           mode;
+	uint64_t                 left;          /* HTTP_BODY_LENGTH */
+	struct http1_chunked     chunk;         /* HTTP_BODY_CHUNKED */
+	uint64_t                 total;         /* body bytes passed so far */
+	bool                     done;
+};
+
+/* One request's trip through the proxy.  Embedded in the conn, reset per
+ * request (no per-request allocation). */
+struct txn {
+	int                      route;         /* index into cfg->routes, -1 */
+	int                      server;        /* server index, -1 */
+	int                      failed_server; /* server that failed (retry), -1 */
+	struct upconn           *uc;
+	struct evbuffer         *replay;        /* head+body for the retry, or NULL */
+	bool                     replayable;
+	bool                     retried;       /* the one retry is used */
+	unsigned                 stale_retries; /* closed pooled connections met */
+	bool                     req_sent;      /* request head+body fully queued */
+	bool                     resp_started;  /* a response byte arrived */
+	bool                     head_sent;     /* response head queued to client */
+	bool                     chunk_out;     /* client gets chunked encoding */
+	bool                     close_after;   /* close the client after this response */
+	bool                     up_keepalive;  /* upstream connection reusable after */
+	int                      status;        /* status sent to the client */
+	enum http_method         meth;
+	struct body_state        req_body;      /* client → upstream */
+	struct body_state        resp_body;     /* upstream → client */
+	uint64_t                 bytes_out;     /* body bytes sent to the client */
+	uint64_t                 t_start;       /* ms, head complete */
+	uint64_t                 t_upstream;    /* ms, upstream request sent */
+	uint64_t                 t_upstream_done;
+	char                     up_addr[64];
+};
+
+#define CONN_MAGIC 0xc0cc0001u
+
+struct conn {
+	unsigned                 magic;
+	enum conn_state          state;
+	struct worker_env       *env;
+	struct bufferevent      *bev;
+	struct event            *hdr_timer;     /* client_header */
+	struct sockaddr_storage  peer;
+	char                     peer_ip[64];   /* for X-Forwarded-For and logs */
+	bool                     keep_alive;    /* of the current request */
+	bool                     hdr_timing;    /* hdr_timer armed */
+	size_t                   scanned;       /* head bytes known to hold no LF */
+	char                    *head;          /* copy of the request head */
+	size_t                   head_cap;
+	struct http_msg          req;
+	struct txn               txn;
+	TAILQ_ENTRY(conn)        link;
+};
+
+/* conn.c */
+struct conn *conn_new(struct worker_env *env, int fd,
+    const struct sockaddr *sa, int salen);
+void conn_close(struct conn *c);
+void conn_drain(struct conn *c);          /* worker is stopping */
+void conn_reap(struct worker_env *env);   /* free the graveyard */
+/* Queue a stoa-generated response (error page) and finish the request. */
+void conn_send_error(struct conn *c, int status, bool close_after);
+/* The response in flight is complete; log it, then read the next request
+ * or close. */
+void conn_request_done(struct conn *c);
+/* Client input callback for the body phase lives in proxy.c. */
+
+/* proxy.c */
+void proxy_start(struct conn *c);          /* head parsed into c->req */
+void proxy_client_read(struct conn *c);    /* more request body bytes */
+void proxy_client_drained(struct conn *c); /* client output below low water */
+void proxy_abort(struct conn *c);          /* client gone: drop the upstream */
+
+#endif

@@ -1,0 +1,861 @@
+/*
+ * proxy.c -- the request lifecycle; the only module that knows both the
+ * client connection and the upstream.
+ *
+ *   proxy_start        route, limits, pick a server, queue the head
+ *   proxy_client_read  request body: client input → upstream output
+ *   up_readcb          response head, then body: upstream → client
+ *   up_eventcb         connect, timeouts, failures (retry / 502 / 504)
+ *
+ * Bodies are re-framed, never passed through blindly: Content-Length
+ * bodies are moved byte-exact, chunked bodies are decoded and re-encoded,
+ * so nothing the peer put between chunks reaches the other side.  Data
+ * moves between evbuffers with evbuffer_remove_buffer (chain moves, no
+ * copies when whole chains go).  Backpressure: when the receiving side has
+ * STOA_HIGH_WATER queued, reading from the sending side stops until the
+ * write callback reports it drained to STOA_LOW_WATER.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "balance.h"
+#include "config.h"
+#include "conn.h"
+#include "http1.h"
+#include "log.h"
+#include "proxy.h"
+#include "router.h"
+#include "upstream.h"
+#include "util.h"
+#include "vas.h"
+
+#define MAX_STALE_RETRIES 2
+
+static void proxy_connect(struct conn *c);
+static void up_readcb(struct bufferevent *bev, void *arg);
+static void up_writecb(struct bufferevent *bev, void *arg);
+static void up_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static const struct config_route *
+txn_route(const struct conn *c)
+{
+	return (&c->env->cfg->routes[c->txn.route]);
+}
+
+/* Is the decoder waiting for chunk data (c->left bytes)?  While a size
+ * line is being parsed c->left holds the partial size, so ask the decoder. */
+static bool
+chunk_in_data(struct http1_chunked *c)
+{
+	size_t used;
+
+	/* with no bytes the decoder only reports its state */
+	return (http1_chunked_frame(c, "", 0, &used) == HTTP1_CHUNK_DATA);
+}
+
+/* ---- request head ---------------------------------------------------- */
+
+static bool
+list_has_tok(const char *v, size_t vlen, const char *tok, size_t tlen)
+{
+	size_t i = 0, s, e;
+
+	while (i < vlen) {
+		while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		s = i;
+		while (i < vlen && v[i] != ',')
+			i++;
+		e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e - s == tlen && strncasecmp(v + s, tok, tlen) == 0)
+			return (true);
+	}
+	return (false);
+}
+
+/* Is header h named by a Connection header of m (hop-by-hop)? */
+static bool
+conn_named(const struct http_msg *m, const struct http_header *h)
+{
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		const struct http_header *ch = &m->hdr[i];
+
+		if (ch->name_len == 10 && strncasecmp(ch->name, "Connection", 10) == 0 &&
+		    list_has_tok(ch->value, ch->value_len, h->name, h->name_len))
+			return (true);
+	}
+	return (false);
+}
+
+#define NAME_IS(h, lit) ((h)->name_len == sizeof(lit) - 1 && \
+	strncasecmp((h)->name, lit, sizeof(lit) - 1) == 0)
+
+/* Headers never forwarded as received, in either direction. */
+static bool
+hop_by_hop(const struct http_header *h)
+{
+	switch (h->name_len) {
+	case 2:
+		return (NAME_IS(h, "TE"));
+	case 7:
+		return (NAME_IS(h, "Trailer") || NAME_IS(h, "Upgrade"));
+	case 10:
+		return (NAME_IS(h, "Connection") || NAME_IS(h, "Keep-Alive"));
+	case 14:
+		return (NAME_IS(h, "Content-Length"));
+	case 16:
+		return (NAME_IS(h, "Proxy-Connection"));
+	case 17:
+		return (NAME_IS(h, "Transfer-Encoding"));
+	default:
+		return (false);
+	}
+}
+
+static void
+add_hdr(struct evbuffer *out, const char *name, size_t nlen,
+    const char *val, size_t vlen)
+{
+	evbuffer_add(out, name, nlen);
+	evbuffer_add(out, ": ", 2);
+	evbuffer_add(out, val, vlen);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/*
+ * Serialize the upstream request head into `out`.  Origin-form target;
+ * hop-by-hop headers dropped; Host kept (or taken from an absolute-form
+ * target); X-Forwarded-* set; body framing re-declared.
+ */
+static void
+build_request(struct conn *c, struct evbuffer *out)
+{
+	const struct http_msg *m = &c->req;
+	const char *xff[16];
+	size_t xfflen[16];
+	unsigned nxff = 0;
+	bool have_host = false;
+	char num[32];
+
+	evbuffer_add(out, m->method, m->method_len);
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, m->path, m->path_len);
+	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		const struct http_header *h = &m->hdr[i];
+
+		if (hop_by_hop(h))
+			continue;
+		switch (h->name_len) {
+		case 4:
+			if (NAME_IS(h, "Host")) {
+				if (m->authority != NULL)
+					continue;
+				have_host = true;
+			}
+			break;
+		case 6:
+			if (NAME_IS(h, "Expect"))
+				continue;       /* we answered 100-continue ourselves */
+			break;
+		case 15:
+			if (NAME_IS(h, "X-Forwarded-For")) {
+				if (nxff < ARRAY_SIZE(xff)) {
+					xff[nxff] = h->value;
+					xfflen[nxff++] = h->value_len;
+				}
+				continue;
+			}
+			break;
+		case 16:
+			if (NAME_IS(h, "X-Forwarded-Host"))
+				continue;
+			break;
+		case 17:
+			if (NAME_IS(h, "X-Forwarded-Proto"))
+				continue;
+			break;
+		default:
+			break;
+		}
+		if (m->nhdr > 1 && conn_named(m, h))
+			continue;
+		add_hdr(out, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (m->authority != NULL) {
+		add_hdr(out, "Host", 4, m->authority, m->authority_len);
+		have_host = true;
+	}
+	if (!have_host) {
+		/* HTTP/1.0 client without Host: name the upstream server */
+		const char *a = c->env->cfg->upstreams[txn_route(c)->upstream].servers[0].text;
+
+		add_hdr(out, "Host", 4, a, strlen(a));
+	}
+	evbuffer_add(out, "X-Forwarded-For: ", 17);
+	for (unsigned i = 0; i < nxff; i++) {
+		evbuffer_add(out, xff[i], xfflen[i]);
+		evbuffer_add(out, ", ", 2);
+	}
+	evbuffer_add(out, c->peer_ip, strlen(c->peer_ip));
+	evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
+	if (m->host != NULL)
+		add_hdr(out, "X-Forwarded-Host", 16, m->host, m->host_len);
+	switch (m->body) {
+	case HTTP_BODY_LENGTH:
+		add_hdr(out, "Content-Length", 14, num,
+		    (size_t)snprintf(num, sizeof num, "%llu",
+		    (unsigned long long)m->content_length));
+		break;
+	case HTTP_BODY_CHUNKED:
+		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+		break;
+	default:
+		break;
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* ---- failures -------------------------------------------------------- */
+
+/* Drop the upstream connection of the request (not reusable). */
+static void
+txn_release_upstream(struct conn *c, bool reusable)
+{
+	struct txn *t = &c->txn;
+	struct upconn *uc = t->uc;
+
+	if (uc == NULL)
+		return;
+	t->uc = NULL;
+	t->t_upstream_done = util_now_ms();
+	balance_dec(c->env->bal, uc->up, uc->srv);
+	upstream_put(uc, reusable, t->t_upstream_done);
+}
+
+/*
+ * The request cannot be completed.  Before the response head went out the
+ * client gets `status`; after it, the only honest signal is to close the
+ * connection without finishing the body.
+ */
+static void
+txn_fail(struct conn *c, int status)
+{
+	struct txn *t = &c->txn;
+
+	txn_release_upstream(c, false);
+	if (t->head_sent) {
+		t->status = t->status ? t->status : status;
+		t->close_after = true;
+		c->state = CS_CLOSING;
+		/* log, then close once what we have is flushed */
+		conn_request_done(c);
+		return;
+	}
+	conn_send_error(c, status, !t->req_body.done);
+}
+
+/* ---- request body: client → upstream ---------------------------------- */
+
+/* Move n body bytes from the client to the upstream (and the replay copy). */
+static void
+move_req_bytes(struct conn *c, struct evbuffer *in, struct evbuffer *out,
+    size_t n)
+{
+	struct txn *t = &c->txn;
+
+	if (t->replayable) {
+		if (evbuffer_get_length(t->replay) + n <= STOA_REPLAY_MAX) {
+			const unsigned char *p = evbuffer_pullup(in, (ssize_t)n);
+
+			if (p != NULL)
+				evbuffer_add(t->replay, p, n);
+			else
+				t->replayable = false;
+		} else
+			t->replayable = false;
+		if (!t->replayable)
+			evbuffer_drain(t->replay, evbuffer_get_length(t->replay));
+	}
+	evbuffer_remove_buffer(in, out, n);
+}
+
+/* Queue framing bytes to the upstream (and the replay copy). */
+static void
+add_req_frame(struct conn *c, struct evbuffer *out, const char *p, size_t n)
+{
+	evbuffer_add(out, p, n);
+	if (c->txn.replayable)
+		evbuffer_add(c->txn.replay, p, n);
+}
+
+/* Request body fully queued: stop reading the client, arm upstream_read. */
+static void
+req_body_complete(struct conn *c)
+{
+	struct txn *t = &c->txn;
+
+	t->req_body.done = true;
+	t->req_sent = true;
+	bufferevent_disable(c->bev, EV_READ);
+	if (t->uc != NULL && t->uc->connected)
+		bufferevent_set_timeouts(t->uc->bev, &c->env->tv_upstream_read,
+		    &c->env->tv_upstream_read);
+}
+
+void
+proxy_client_read(struct conn *c)
+{
+	struct txn *t = &c->txn;
+	struct body_state *b = &t->req_body;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out;
+	uint64_t max_body = c->env->cfg->limits.max_body_size;
+	size_t len, n, used;
+	char hdr[32];
+	int rc;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (c->state != CS_PROXY || b->done || t->uc == NULL)
+		return;
+	out = bufferevent_get_output(t->uc->bev);
+	while (!b->done && (len = evbuffer_get_length(in)) > 0) {
+		if (b->mode == HTTP_BODY_LENGTH) {
+			n = len < b->left ? len : (size_t)b->left;
+			move_req_bytes(c, in, out, n);
+			b->left -= n;
+			b->total += n;
+			if (b->left == 0)
+				b->done = true;
+		} else if (chunk_in_data(&b->chunk)) {
+			n = len < b->chunk.left ? len : (size_t)b->chunk.left;
+			if (b->total + n > max_body) {
+				txn_fail(c, 413);
+				return;
+			}
+			move_req_bytes(c, in, out, n);
+			http1_chunked_data(&b->chunk, n);
+			b->total += n;
+			if (b->chunk.left == 0)
+				add_req_frame(c, out, "\r\n", 2);
+		} else {
+			const char *p;
+
+			n = len < 4200 ? len : 4200;
+			p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+			rc = http1_chunked_frame(&b->chunk, p, n, &used);
+			evbuffer_drain(in, used);
+			switch (rc) {
+			case HTTP1_CHUNK_DATA:
+				if (b->total + b->chunk.left > max_body) {
+					txn_fail(c, 413);
+					return;
+				}
+				add_req_frame(c, out, hdr, (size_t)snprintf(hdr,
+				    sizeof hdr, "%llx\r\n",
+				    (unsigned long long)b->chunk.left));
+				break;
+			case HTTP1_CHUNK_DONE:
+				add_req_frame(c, out, "0\r\n\r\n", 5);
+				b->done = true;
+				break;
+			case HTTP1_CHUNK_ERROR:
+				log_debug("client %s: bad chunked body", c->peer_ip);
+				txn_fail(c, 400);
+				return;
+			default:
+				break;
+			}
+		}
+	}
+	if (b->done) {
+		req_body_complete(c);
+		return;
+	}
+	if (evbuffer_get_length(out) >= STOA_HIGH_WATER)
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+/* ---- start ----------------------------------------------------------- */
+
+void
+proxy_start(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	const struct config *cfg = env->cfg;
+	const struct http_msg *m = &c->req;
+	struct txn *t = &c->txn;
+	const char *host;
+	size_t host_len;
+	int r;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	t->meth = m->meth;
+	t->req_body.mode = m->body;
+	t->req_body.done = (m->body == HTTP_BODY_NONE ||
+	    (m->body == HTTP_BODY_LENGTH && m->content_length == 0));
+	t->req_body.left = m->content_length;
+	http1_chunked_init(&t->req_body.chunk);
+
+	host = m->authority != NULL ? m->authority : m->host;
+	host_len = m->authority != NULL ? m->authority_len : m->host_len;
+	r = router_match(env->router, host, host_len, m->path, m->path_len);
+	if (r == ROUTER_BAD_PATH) {
+		conn_send_error(c, 400, true);
+		return;
+	}
+	if (r < 0) {
+		conn_send_error(c, 404, !t->req_body.done);
+		return;
+	}
+	t->route = r;
+	if (m->upgrade) {
+		const struct http_header *u = http_find(m, "Upgrade");
+
+		if (u != NULL && list_has_tok(u->value, u->value_len, "websocket", 9) &&
+		    !cfg->routes[r].websocket) {
+			conn_send_error(c, 403, !t->req_body.done);
+			return;
+		}
+	}
+	if (m->body == HTTP_BODY_LENGTH && m->content_length > cfg->limits.max_body_size) {
+		conn_send_error(c, 413, true);
+		return;
+	}
+	if (m->expect_continue && !t->req_body.done && m->minor == 1)
+		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+
+	t->replayable = http_method_idempotent(m->meth) &&
+	    (m->body != HTTP_BODY_LENGTH || m->content_length <= STOA_REPLAY_MAX);
+	build_request(c, t->replay);
+	proxy_connect(c);
+}
+
+/* Pick a server, get a connection, queue what we have of the request. */
+static void
+proxy_connect(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	struct txn *t = &c->txn;
+	const struct config_route *rt = txn_route(c);
+	struct upconn *uc;
+	struct evbuffer *out;
+	const char *err = NULL;
+	uint64_t now = util_now_ms();
+	int s;
+
+	s = balance_pick(env->bal, rt->upstream, c->req.path, c->req.path_len,
+	    t->failed_server, now);
+	if (s < 0) {
+		conn_send_error(c, t->retried ? 502 : 503, !t->req_body.done);
+		return;
+	}
+	uc = upstream_get(env->pools, rt->upstream, (unsigned)s, now, &err);
+	if (uc == NULL) {
+		log_err("upstream %s: %s",
+		    env->cfg->upstreams[rt->upstream].servers[s].text, err);
+		conn_send_error(c, 502, !t->req_body.done);
+		return;
+	}
+	t->uc = uc;
+	t->server = s;
+	t->resp_started = false;
+	balance_inc(env->bal, uc->up, uc->srv);
+	snprintf(t->up_addr, sizeof t->up_addr, "%s", upconn_addr(uc));
+	bufferevent_setcb(uc->bev, up_readcb, up_writecb, up_eventcb, c);
+	bufferevent_setwatermark(uc->bev, EV_WRITE, STOA_LOW_WATER, 0);
+	if (uc->connected)
+		bufferevent_set_timeouts(uc->bev,
+		    t->req_body.done ? &env->tv_upstream_read : NULL,
+		    &env->tv_upstream_read);
+	else
+		bufferevent_set_timeouts(uc->bev, NULL, &env->tv_upstream_connect);
+	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+
+	out = bufferevent_get_output(uc->bev);
+	if (t->replayable) {
+		/* keep our copy for a retry */
+		size_t n = evbuffer_get_length(t->replay);
+
+		evbuffer_add(out, evbuffer_pullup(t->replay, (ssize_t)n), n);
+	} else
+		evbuffer_add_buffer(out, t->replay);
+	if (t->t_upstream == 0)
+		t->t_upstream = now;
+	if (t->req_body.done)
+		req_body_complete(c);
+	else {
+		bufferevent_enable(c->bev, EV_READ);
+		proxy_client_read(c);
+	}
+}
+
+/*
+ * The upstream connection failed before any response byte.  Retry an
+ * idempotent request once on another server; a pooled connection that
+ * the server had closed is retried without using up that one retry.
+ */
+static void
+proxy_retry_or_fail(struct conn *c, bool stale, int status)
+{
+	struct txn *t = &c->txn;
+	struct upconn *uc = t->uc;
+
+	if (!t->replayable || (!stale && t->retried) ||
+	    (stale && t->stale_retries >= MAX_STALE_RETRIES)) {
+		txn_fail(c, status);
+		return;
+	}
+	if (stale)
+		t->stale_retries++;
+	else {
+		t->retried = true;
+		t->failed_server = (int)uc->srv;
+	}
+	log_info("upstream %s failed before responding; retrying %.*s",
+	    upconn_addr(uc), (int)c->req.path_len, c->req.path);
+	txn_release_upstream(c, false);
+	proxy_connect(c);
+}
+
+/* ---- response: upstream → client -------------------------------------- */
+
+static void
+build_response(struct conn *c, const struct http_msg *r, struct evbuffer *out)
+{
+	struct txn *t = &c->txn;
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
+	if (r->reason_len > 0)
+		evbuffer_add(out, r->reason, r->reason_len);
+	else {
+		const char *rs = http_reason(r->status);
+
+		evbuffer_add(out, rs, strlen(rs));
+	}
+	evbuffer_add(out, "\r\n", 2);
+	for (unsigned i = 0; i < r->nhdr; i++) {
+		const struct http_header *h = &r->hdr[i];
+
+		if (hop_by_hop(h) && !NAME_IS(h, "Content-Length"))
+			continue;
+		if (NAME_IS(h, "Content-Length") && r->body != HTTP_BODY_LENGTH &&
+		    r->body != HTTP_BODY_NONE)
+			continue;
+		if (r->nhdr > 1 && conn_named(r, h))
+			continue;
+		add_hdr(out, h->name, h->name_len, h->value, h->value_len);
+	}
+	if (t->chunk_out)
+		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+	if (t->close_after || !c->keep_alive || c->env->draining)
+		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+	else if (c->req.minor == 0)
+		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+	else
+		evbuffer_add(out, "\r\n", 2);
+}
+
+/* The response is complete: give back the upstream, finish the request. */
+static void
+proxy_finish(struct conn *c, bool up_reusable)
+{
+	struct txn *t = &c->txn;
+
+	if (!t->req_body.done) {
+		/* The upstream answered before the body was all sent (e.g.
+		 * its own 413): the rest of the body is unread, so neither
+		 * connection can carry another request. */
+		up_reusable = false;
+		t->close_after = true;
+	}
+	balance_ok(c->env->bal, t->uc->up, t->uc->srv);
+	txn_release_upstream(c, up_reusable);
+	conn_request_done(c);
+}
+
+/* Move response body bytes; returns true when the body is complete. */
+static bool
+proxy_resp_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
+    int *err)
+{
+	struct txn *t = &c->txn;
+	struct body_state *b = &t->resp_body;
+	size_t len, n, used;
+	char hdr[32];
+	int rc;
+
+	*err = 0;
+	while (!b->done && (len = evbuffer_get_length(in)) > 0) {
+		switch (b->mode) {
+		case HTTP_BODY_LENGTH:
+			n = len < b->left ? len : (size_t)b->left;
+			evbuffer_remove_buffer(in, out, n);
+			b->left -= n;
+			b->total += n;
+			if (b->left == 0)
+				b->done = true;
+			break;
+		case HTTP_BODY_EOF:
+			if (t->chunk_out) {
+				evbuffer_add_printf(out, "%zx\r\n", len);
+				evbuffer_remove_buffer(in, out, len);
+				evbuffer_add(out, "\r\n", 2);
+			} else
+				evbuffer_remove_buffer(in, out, len);
+			b->total += len;
+			break;
+		case HTTP_BODY_CHUNKED:
+			if (chunk_in_data(&b->chunk)) {
+				n = len < b->chunk.left ? len : (size_t)b->chunk.left;
+				evbuffer_remove_buffer(in, out, n);
+				http1_chunked_data(&b->chunk, n);
+				b->total += n;
+				if (b->chunk.left == 0 && t->chunk_out)
+					evbuffer_add(out, "\r\n", 2);
+				break;
+			} else {
+				const char *p;
+
+				n = len < 4200 ? len : 4200;
+				p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+				rc = http1_chunked_frame(&b->chunk, p, n, &used);
+				evbuffer_drain(in, used);
+				if (rc == HTTP1_CHUNK_DATA && t->chunk_out)
+					evbuffer_add(out, hdr, (size_t)snprintf(hdr,
+					    sizeof hdr, "%llx\r\n",
+					    (unsigned long long)b->chunk.left));
+				else if (rc == HTTP1_CHUNK_DONE)
+					b->done = true;
+				else if (rc == HTTP1_CHUNK_ERROR) {
+					*err = 1;
+					return (false);
+				}
+			}
+			break;
+		default:
+			b->done = true;
+			break;
+		}
+	}
+	if (b->done && t->chunk_out && b->mode != HTTP_BODY_LENGTH)
+		evbuffer_add(out, "0\r\n\r\n", 5);
+	t->bytes_out = b->total;
+	return (b->done);
+}
+
+/* Parse the response head.  Returns 1 when done, 0 for more, -1 failed. */
+static int
+proxy_resp_head(struct conn *c, struct evbuffer *in)
+{
+	struct txn *t = &c->txn;
+	struct http_msg r;
+	struct http1_err err;
+	size_t len, n, max_head = (size_t)c->env->cfg->limits.max_header_size;
+	const char *p;
+	ssize_t rc;
+
+	for (;;) {
+		len = evbuffer_get_length(in);
+		if (len == 0)
+			return (0);
+		t->resp_started = true;
+		n = len < max_head ? len : max_head;
+		p = (const char *)evbuffer_pullup(in, (ssize_t)n);
+		rc = http1_parse_response(p, n, max_head, t->meth, &r, &err);
+		if (rc == HTTP1_AGAIN)
+			return (0);
+		if (rc < 0) {
+			log_warn("upstream %s: invalid response: %s", t->up_addr,
+			    err.reason);
+			return (-1);
+		}
+		if (r.status >= 100 && r.status < 200) {
+			if (r.status == 101) {
+				log_warn("upstream %s: unexpected 101", t->up_addr);
+				return (-1);
+			}
+			evbuffer_drain(in, (size_t)rc);
+			continue;       /* interim response: skip it */
+		}
+		break;
+	}
+	if (r.body == HTTP_BODY_CHUNKED) {
+		const struct http_header *te = http_find(&r, "Transfer-Encoding");
+
+		/* We re-frame the body; a coding under "chunked" (gzip,
+		 * chunked) would reach the client undeclared. */
+		if (te != NULL && !util_tok_eq(te->value, te->value_len, "chunked")) {
+			log_warn("upstream %s: unsupported transfer coding '%.*s'",
+			    t->up_addr, (int)te->value_len, te->value);
+			return (-1);
+		}
+	}
+	t->status = r.status;
+	t->resp_body.mode = r.body;
+	t->resp_body.left = r.content_length;
+	http1_chunked_init(&t->resp_body.chunk);
+	t->up_keepalive = r.keep_alive && r.body != HTTP_BODY_EOF;
+	switch (r.body) {
+	case HTTP_BODY_NONE:
+		t->resp_body.done = true;
+		break;
+	case HTTP_BODY_LENGTH:
+		t->resp_body.done = (r.content_length == 0);
+		break;
+	case HTTP_BODY_CHUNKED:
+	case HTTP_BODY_EOF:
+		if (c->req.minor == 1)
+			t->chunk_out = true;
+		else
+			t->close_after = true;
+		break;
+	}
+	build_response(c, &r, bufferevent_get_output(c->bev));
+	evbuffer_drain(in, (size_t)rc);
+	t->head_sent = true;
+	return (1);
+}
+
+static void
+up_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct txn *t = &c->txn;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *out;
+	int rc, err;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (!t->head_sent) {
+		rc = proxy_resp_head(c, in);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			balance_fail(c->env->bal, t->uc->up, t->uc->srv, util_now_ms());
+			txn_fail(c, 502);
+			return;
+		}
+	}
+	out = bufferevent_get_output(c->bev);
+	if (proxy_resp_body(c, in, out, &err)) {
+		proxy_finish(c, t->up_keepalive && evbuffer_get_length(in) == 0);
+		return;
+	}
+	if (err) {
+		log_warn("upstream %s: invalid chunked body", t->up_addr);
+		txn_fail(c, 502);
+		return;
+	}
+	if (evbuffer_get_length(out) >= STOA_HIGH_WATER)
+		bufferevent_disable(bev, EV_READ);
+}
+
+/* Upstream output drained: resume reading the request body. */
+static void
+up_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (c->state == CS_PROXY && !c->txn.req_body.done) {
+		bufferevent_enable(c->bev, EV_READ);
+		proxy_client_read(c);
+	}
+}
+
+/* Client output drained: resume reading the response body. */
+void
+proxy_client_drained(struct conn *c)
+{
+	struct txn *t = &c->txn;
+
+	if (t->uc == NULL || !t->head_sent)
+		return;
+	bufferevent_enable(t->uc->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(t->uc->bev)) > 0)
+		up_readcb(t->uc->bev, c);
+}
+
+static void
+up_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct worker_env *env = c->env;
+	struct txn *t = &c->txn;
+	struct upconn *uc = t->uc;
+	uint64_t now = util_now_ms();
+	int err;
+
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	CHECK_OBJ_NOTNULL(uc, UPCONN_MAGIC);
+	if (what & BEV_EVENT_CONNECTED) {
+		uc->connected = true;
+		bufferevent_set_timeouts(bev,
+		    t->req_body.done ? &env->tv_upstream_read : NULL,
+		    &env->tv_upstream_read);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_warn("upstream %s: %s timed out", t->up_addr,
+		    !uc->connected ? "connect" : "read");
+		balance_fail(env->bal, uc->up, uc->srv, now);
+		txn_fail(c, 504);
+		return;
+	}
+	/* EOF or error */
+	if (t->head_sent && t->resp_body.mode == HTTP_BODY_EOF) {
+		/* end of a close-delimited body: flush what is left */
+		(void)proxy_resp_body(c, bufferevent_get_input(bev),
+		    bufferevent_get_output(c->bev), &err);
+		t->resp_body.done = true;
+		if (t->chunk_out)
+			evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+		proxy_finish(c, false);
+		return;
+	}
+	if (t->head_sent) {
+		/* pass on what arrived, then cut the client off */
+		(void)proxy_resp_body(c, bufferevent_get_input(bev),
+		    bufferevent_get_output(c->bev), &err);
+		if (t->resp_body.done) {
+			proxy_finish(c, false);
+			return;
+		}
+		log_warn("upstream %s closed the connection mid-response",
+		    t->up_addr);
+		txn_fail(c, 502);
+		return;
+	}
+	if (!t->resp_started &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) == 0) {
+		bool stale = uc->reused && uc->connected;
+
+		if (!stale) {
+			log_warn("upstream %s: %s", t->up_addr, uc->connected ?
+			    "connection closed before the response" :
+			    "connection failed");
+			balance_fail(env->bal, uc->up, uc->srv, now);
+		}
+		proxy_retry_or_fail(c, stale, 502);
+		return;
+	}
+	log_warn("upstream %s: connection closed inside the response head",
+	    t->up_addr);
+	balance_fail(env->bal, uc->up, uc->srv, now);
+	txn_fail(c, 502);
+}
+
+void
+proxy_abort(struct conn *c)
+{
+	txn_release_upstream(c, false);
+}

@@ -1,0 +1,309 @@
+/*
+ * worker.c -- one worker process: an event loop over the inherited
+ * listeners and the connections they accept.
+ *
+ * Connection limit: at max_connections the listeners are disabled (the
+ * kernel queue holds new clients, other workers take them) and re-enabled
+ * when a connection is freed.  Graceful stop (SIGQUIT): the listeners are
+ * freed at once so queued connections go to the new generation, in-flight
+ * requests finish, idle keep-alive connections get a short linger, and the
+ * process exits when the last connection is gone or shutdown_timeout
+ * passes.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "balance.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "router.h"
+#include "upstream.h"
+#include "util.h"
+#include "vas.h"
+#include "worker.h"
+
+struct worker {
+	struct worker_env        env;
+	const struct heritage   *h;
+	struct evconnlistener  **listeners;
+	unsigned                 nlisteners;
+	bool                     paused;        /* at max_connections */
+	struct event            *sig_quit, *sig_term, *sig_int, *sig_usr1, *sig_hup;
+	struct event            *stop_timer;
+	int                      exit_code;
+};
+
+static struct worker W;
+
+static void
+ms_to_tv(uint64_t ms, struct timeval *tv)
+{
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+static void
+listeners_enable(bool on)
+{
+	for (unsigned i = 0; i < W.nlisteners; i++) {
+		if (W.listeners[i] == NULL)
+			continue;
+		if (on)
+			evconnlistener_enable(W.listeners[i]);
+		else
+			evconnlistener_disable(W.listeners[i]);
+	}
+}
+
+static void
+listeners_free(void)
+{
+	for (unsigned i = 0; i < W.nlisteners; i++) {
+		if (W.listeners[i] != NULL)
+			evconnlistener_free(W.listeners[i]);
+		W.listeners[i] = NULL;
+	}
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	(void)l;
+	(void)arg;
+	if (W.env.draining) {
+		close(fd);
+		return;
+	}
+	(void)conn_new(&W.env, fd, sa, salen);
+	if (!W.paused && W.env.nconns >= W.env.cfg->limits.max_connections) {
+		W.paused = true;
+		listeners_enable(false);
+	}
+}
+
+static void
+listener_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (!W.env.draining)
+		evconnlistener_enable(arg);
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	/* EMFILE/ENFILE/ENOBUFS: back off instead of spinning; the
+	 * connection stays queued in the kernel. */
+	log_warn("accept failed: %s", strerror(e));
+	if (!W.paused && W.env.nconns > 0) {
+		W.paused = true;
+		listeners_enable(false);
+	} else if (W.env.nconns == 0) {
+		/* nothing will free a descriptor: retry a little later */
+		struct timeval tv = { 0, 100000 };
+
+		evconnlistener_disable(l);
+		event_base_once(W.env.base, -1, EV_TIMEOUT, listener_resume_cb,
+		    l, &tv);
+	}
+}
+
+static void
+worker_exit_check(void)
+{
+	if (W.env.draining && W.env.nconns == 0 &&
+	    TAILQ_EMPTY(&W.env.graveyard))
+		event_base_loopexit(W.env.base, NULL);
+}
+
+static void
+on_conn_freed(struct worker_env *env)
+{
+	(void)env;
+	if (W.paused && !W.env.draining &&
+	    W.env.nconns < W.env.cfg->limits.max_connections) {
+		W.paused = false;
+		listeners_enable(true);
+	}
+	worker_exit_check();
+}
+
+static void
+reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_reap(arg);
+}
+
+static void
+stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_warn("shutdown_timeout passed with %u connection(s) open; closing them",
+	    W.env.nconns);
+	event_base_loopexit(W.env.base, NULL);
+}
+
+static void
+worker_drain(void)
+{
+	struct conn *c, *next;
+	struct timeval tv;
+
+	if (W.env.draining)
+		return;
+	W.env.draining = true;
+	listeners_free();
+	log_debug("worker %u draining %u connection(s)", W.h->id, W.env.nconns);
+	for (c = TAILQ_FIRST(&W.env.conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		conn_drain(c);
+	}
+	ms_to_tv(W.env.cfg->shutdown_timeout, &tv);
+	W.stop_timer = evtimer_new(W.env.base, stop_timeout_cb, NULL);
+	if (W.stop_timer != NULL)
+		evtimer_add(W.stop_timer, &tv);
+	worker_exit_check();
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	switch (sig) {
+	case SIGQUIT:
+		worker_drain();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		event_base_loopbreak(W.env.base);
+		break;
+	case SIGUSR1:
+		(void)log_reopen();
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+worker_cleanup(void)
+{
+	struct conn *c;
+
+	listeners_free();
+	while ((c = TAILQ_FIRST(&W.env.conns)) != NULL)
+		conn_close(c);
+	W.env.on_conn_freed = NULL;
+	conn_reap(&W.env);
+	upstream_pools_free(W.env.pools);
+	balance_free(W.env.bal);
+	router_free(W.env.router);
+	if (W.stop_timer != NULL)
+		event_free(W.stop_timer);
+	event_free(W.env.reaper);
+	event_free(W.sig_quit);
+	event_free(W.sig_term);
+	event_free(W.sig_int);
+	event_free(W.sig_usr1);
+	event_free(W.sig_hup);
+	free(W.listeners);
+	event_base_free(W.env.base);
+}
+
+void
+worker_main(const struct heritage *h)
+{
+	const struct config *cfg = h->cfg;
+	struct event_config *ec;
+
+	CHECK_OBJ_NOTNULL(cfg, CONFIG_MAGIC);
+	memset(&W, 0, sizeof W);
+	W.h = h;
+	(void)signal(SIGPIPE, SIG_IGN);
+
+	ec = event_config_new();
+	AN(ec);
+	/* one process, one loop: no locking inside libevent */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	W.env.base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (W.env.base == NULL) {
+		log_err("worker %u: cannot create the event loop", h->id);
+		exit(1);
+	}
+	W.env.cfg = cfg;
+	TAILQ_INIT(&W.env.conns);
+	TAILQ_INIT(&W.env.graveyard);
+	W.env.on_conn_freed = on_conn_freed;
+	ms_to_tv(cfg->timeouts.client_header, &W.env.tv_client_header);
+	ms_to_tv(cfg->timeouts.client_idle, &W.env.tv_client_idle);
+	ms_to_tv(cfg->timeouts.upstream_connect, &W.env.tv_upstream_connect);
+	ms_to_tv(cfg->timeouts.upstream_read, &W.env.tv_upstream_read);
+	ms_to_tv(cfg->timeouts.client_idle < 1000 ? cfg->timeouts.client_idle : 1000,
+	    &W.env.tv_drain_linger);
+	ms_to_tv(2000, &W.env.tv_linger);
+	W.env.router = router_new(cfg);
+	W.env.bal = balance_new(cfg);
+	W.env.pools = upstream_pools_new(W.env.base, cfg);
+	W.env.reaper = event_new(W.env.base, -1, 0, reaper_cb, &W.env);
+	if (W.env.router == NULL || W.env.bal == NULL || W.env.pools == NULL ||
+	    W.env.reaper == NULL) {
+		log_err("worker %u: out of memory at start", h->id);
+		exit(1);
+	}
+
+	W.sig_quit = evsignal_new(W.env.base, SIGQUIT, signal_cb, NULL);
+	W.sig_term = evsignal_new(W.env.base, SIGTERM, signal_cb, NULL);
+	W.sig_int = evsignal_new(W.env.base, SIGINT, signal_cb, NULL);
+	W.sig_usr1 = evsignal_new(W.env.base, SIGUSR1, signal_cb, NULL);
+	W.sig_hup = evsignal_new(W.env.base, SIGHUP, signal_cb, NULL);
+	AN(W.sig_quit && W.sig_term && W.sig_int && W.sig_usr1 && W.sig_hup);
+	evsignal_add(W.sig_quit, NULL);
+	evsignal_add(W.sig_term, NULL);
+	evsignal_add(W.sig_int, NULL);
+	evsignal_add(W.sig_usr1, NULL);
+	evsignal_add(W.sig_hup, NULL);
+
+	W.nlisteners = cfg->nlisten;
+	W.listeners = calloc(W.nlisteners ? W.nlisteners : 1, sizeof *W.listeners);
+	AN(W.listeners);
+	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		W.listeners[i] = evconnlistener_new(W.env.base, accept_cb, NULL,
+		    LEV_OPT_CLOSE_ON_FREE, -1, h->listen_fds[i]);
+		if (W.listeners[i] == NULL) {
+			log_err("worker %u: cannot listen on %s", h->id,
+			    cfg->listen[i].text);
+			exit(1);
+		}
+		evconnlistener_set_error_cb(W.listeners[i], accept_error_cb);
+	}
+	/* Descriptors this worker does not use. */
+	if (h->admin_fd >= 0)
+		close(h->admin_fd);
+	if (h->tls_fds != NULL)
+		for (unsigned i = 0; i < cfg->tls.nlisten; i++)
+			close(h->tls_fds[i]);
+
+	log_debug("worker %u started (generation %u)", h->id, h->generation);
+	(void)event_base_dispatch(W.env.base);
+	worker_cleanup();
+	log_close();
+	exit(W.exit_code);
+}

@@ -1,0 +1,358 @@
+"""Helpers for the stoa integration tests: ports, processes, raw HTTP.
+
+Everything here is bounded: every socket has a timeout, every polling loop
+a deadline.  Processes are started in their own session so that a final
+sweep can reach every process a test started (master and workers) by the
+group id of the process the test itself spawned.
+"""
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("STOA_SRCDIR") or os.path.dirname(os.path.dirname(HERE))
+STOA_BIN = os.environ.get("STOA_BIN") or os.path.join(SRCDIR, "src", "stoa")
+PYTHON = sys.executable or "/usr/bin/python3"
+BACKENDS = os.path.join(HERE, "backends")
+sys.path.insert(0, BACKENDS)
+from _common import pattern_chunks, pattern_crc, PERIOD  # noqa: E402,F401
+
+# Lines that must never appear in a stoa log or on its stderr.
+BAD_LOG = re.compile(r"assertion failed|AddressSanitizer|LeakSanitizer|"
+                     r"UndefinedBehaviorSanitizer|runtime error:")
+
+WORKERS = 2
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def port_accepts(port, timeout=0.5):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout, interval=0.02, what="condition"):
+    """Poll pred() until it returns a true value; return it, or raise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, what))
+        time.sleep(interval)
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
+    """Send sig to proc, wait up to timeout, then SIGKILL.  Returns
+    (returncode, killed) where killed says SIGKILL was needed."""
+    if proc.poll() is not None:
+        return proc.returncode, False
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(timeout), False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5), True
+
+
+def sweep_group(pgid):
+    """SIGKILL whatever is left in process group pgid (a group we created)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_members(pgid):
+    """PIDs of live (non-zombie) processes whose process group is pgid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rfind(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            out.append(int(d))
+    return out
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def vm_rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rfind(")") + 2:].split()[0] != "Z"
+
+
+# ---------------------------------------------------------------- backends
+
+class Backend:
+    """A test backend (aiohttp or tornado) in a subprocess."""
+
+    SCRIPTS = {"aiohttp": "aio_app.py", "tornado": "tornado_app.py"}
+
+    def __init__(self, kind="aiohttp"):
+        self.kind = kind
+        script = os.path.join(BACKENDS, self.SCRIPTS[kind])
+        self.proc = subprocess.Popen(
+            [PYTHON, script, "--port", "0"], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        self.port = None
+        try:
+            self.port = self._read_port(15.0)
+            wait_until(lambda: port_accepts(self.port), 5.0,
+                       what="%s backend to accept" % kind)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read_port(self, timeout):
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s backend did not start" % self.kind)
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                data = os.read(fd, 4096)
+                if not data:
+                    raise AssertionError("%s backend exited at start (rc %s)"
+                                         % (self.kind, self.proc.poll()))
+                buf += data
+        m = re.match(rb"PORT (\d+)", buf)
+        assert m, buf
+        return int(m.group(1))
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get_json(self, path):
+        with socket.create_connection(("127.0.0.1", self.port), 5) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: direct\r\n"
+                      b"Connection: close\r\n\r\n" % path.encode())
+            resp = RawConn(s).read_response()
+        assert resp is not None and resp.status == 200, resp
+        return json.loads(resp.body)
+
+    def conn_count(self):
+        return self.get_json("/conn-count")["count"]
+
+    def seen(self):
+        """[[method, target], ...] of requests this backend received."""
+        return self.get_json("/requests")
+
+    def stop(self):
+        rc, _ = stop_process(self.proc, signal.SIGTERM, 5.0)
+        sweep_group(self.proc.pid)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return rc
+
+
+# ------------------------------------------------------------------ raw HTTP
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # [(name, value)] as received
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %d %r %r>" % (self.status, self.headers,
+                                        self.body[:200])
+
+
+class RawConn:
+    """Read HTTP/1.1 responses from a connected socket (with a timeout)."""
+
+    def __init__(self, sock, timeout=10.0):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.eof = False
+
+    def _fill(self):
+        if self.eof:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                raise EOFError("connection closed mid-line: %r" % self.buf)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise EOFError("connection closed mid-body")
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, head_only=False, method="GET"):
+        """One response; None when the peer closed before sending a byte."""
+        while not self.buf:
+            if not self._fill():
+                return None
+        while True:
+            raw = []
+            line = self._line()
+            raw.append(line)
+            m = re.match(rb"HTTP/1\.[01] (\d{3}) ?(.*)", line)
+            if not m:
+                raise ValueError("bad status line %r" % line)
+            status = int(m.group(1))
+            headers = []
+            while True:
+                line = self._line()
+                raw.append(line)
+                if not line:
+                    break
+                k, _, v = line.partition(b":")
+                headers.append((k.decode("latin-1"),
+                                v.strip().decode("latin-1")))
+            if 100 <= status < 200 and status != 101:
+                continue
+            break
+        resp = Response(status, m.group(2).decode("latin-1"), headers, b"",
+                        b"\r\n".join(raw))
+        if head_only or method == "HEAD" or status in (204, 304):
+            return resp
+        te = resp.header("Transfer-Encoding")
+        cl = resp.header("Content-Length")
+        if te is not None and "chunked" in te.lower():
+            parts = []
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                parts.append(self._exact(size))
+                self._exact(2)
+            resp.body = b"".join(parts)
+        elif cl is not None:
+            resp.body = self._exact(int(cl))
+        else:
+            while self._fill():
+                pass
+            resp.body, self.buf = self.buf, b""
+        return resp
+
+    def closed_within(self, timeout):
+        """True when the peer closes (EOF or reset) within timeout and sends
+        no further bytes."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+        if data:
+            self.buf += data
+            return False
+        return True
+
+
+def raw_request(port, data, timeout=10.0, method="GET"):
+    """Send bytes on a new connection, read one response (None when closed
+    without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.sendall(data)
+        return RawConn(s, timeout).read_response(method=method)
+
+
+def conf_upstream(name, servers, **opts):
+    srv = ", ".join('"%s"' % s for s in servers)
+    lines = ["upstream %s {" % name, "  server = {%s}" % srv]
+    for k, v in opts.items():
+        lines.append("  %s = %s" % (k, v))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def conf_route(prefix, upstream, host=None, **opts):
+    lines = ["route %s {" % prefix]
+    if host is not None:
+        lines.append('  host = "%s"' % host)
+    lines.append("  upstream = %s" % upstream)
+    for k, v in opts.items():
+        lines.append("  %s = %s" % (k, v))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
