@@ -135,6 +135,17 @@ log_reopen(void)
 }
 
 void
+log_chown(unsigned uid, unsigned gid)
+{
+	if (err_fd > 2 && fchown(err_fd, (uid_t)uid, (gid_t)gid) < 0)
+		log_warn("cannot give the error log to uid %u: %s", uid,
+		    strerror(errno));
+	if (acc_fd > 2 && fchown(acc_fd, (uid_t)uid, (gid_t)gid) < 0)
+		log_warn("cannot give the access log to uid %u: %s", uid,
+		    strerror(errno));
+}
+
+void
 log_close(void)
 {
 	close_fd(err_fd);

@@ -27,6 +27,13 @@ int log_open(const char *error_path, const char *access_path, int level,
 /* Reopen the files at the same paths (logrotate, SIGUSR1). 0 or -1. */
 int log_reopen(void);
 
+/*
+ * Give the open log files to uid/gid (the master runs as root, workers
+ * as `user`: a worker must be able to reopen a file the master created
+ * after logrotate moved the old one).  Files only; stderr is left alone.
+ */
+void log_chown(unsigned uid, unsigned gid);
+
 /* Close files (fd 2 is never closed). */
 void log_close(void);
 

@@ -130,6 +130,8 @@ static struct {
 	bool                     log_is_file;   /* error log is not stderr */
 } mstr;
 
+static void logs_give_to_workers(void);
+
 static sigset_t master_sigs;
 
 /*--------------------------------------------------------------------
@@ -939,6 +941,7 @@ master_reload(void)
 	g->next = mstr.gens;
 	mstr.gens = g;
 	mstr.cur = g;
+	logs_give_to_workers();
 	slots_reset();
 	for (i = 0; i < mstr.nslots; i++)
 		spawn_or_retry(i);
@@ -986,6 +989,15 @@ master_stop(enum mstate how)
 		child_stop(&mstr.children[i], sig, now);
 }
 
+/* Workers that dropped privileges must be able to reopen the log files
+ * the master (root) creates; see log_chown(). */
+static void
+logs_give_to_workers(void)
+{
+	if (mstr.cur != NULL && mstr.cur->drop)
+		log_chown((unsigned)mstr.cur->uid, (unsigned)mstr.cur->gid);
+}
+
 static void
 master_reopen(void)
 {
@@ -993,6 +1005,7 @@ master_reopen(void)
 
 	log_info("reopening log files");
 	(void)log_reopen();
+	logs_give_to_workers();
 	for (i = 0; i < mstr.nchildren; i++)
 		(void)kill(mstr.children[i].pid, SIGUSR1);
 }
@@ -1221,6 +1234,7 @@ master_run(struct config *cfg, const char *conf_path, int ready_fd)
 	}
 	g->num = ++mstr.gen_counter;
 	mstr.gens = mstr.cur = g;
+	logs_give_to_workers();
 
 	if (pidfile_check(mstr.pid_path, err, sizeof err) != 0) {
 		startup_fail("%s", err);

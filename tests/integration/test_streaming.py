@@ -123,31 +123,35 @@ def test_upload_100mb_chunked_exact(st):
     assert doc["bytes"] == n and doc["crc32"] == pattern_crc(n)
 
 
-def test_upload_100mb_chunked_with_curl(st):
+def test_upload_100mb_chunked_with_curl(st, tmp_path):
     n = 100 * MB
-    p = subprocess.Popen(["curl", "-sS", "--max-time", "60", "-T", "-",
-                          "-X", "POST", "-H", "Expect:",
-                          st.url("/sink")],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+    out_path = tmp_path / "curl.out"
+    # Output to a file: communicate() would close curl's stdin under us.
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(["curl", "-sS", "--max-time", "60", "-T", "-",
+                              "-X", "POST", "-H", "Expect:",
+                              st.url("/sink")],
+                             stdin=subprocess.PIPE, stdout=out,
+                             stderr=subprocess.STDOUT)
     try:
-        def feed():
+        try:
+            for c in pattern_chunks(n, MB):
+                p.stdin.write(c)
+        except BrokenPipeError:
+            pass
+        finally:
             try:
-                for c in pattern_chunks(n, MB):
-                    p.stdin.write(c)
                 p.stdin.close()
-            except (BrokenPipeError, ValueError):
+            except BrokenPipeError:
                 pass
-        t = threading.Thread(target=feed, daemon=True)
-        t.start()
-        out, err = p.communicate(timeout=90)
-        t.join(5)
+        rc = p.wait(90)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait(5)
-    assert p.returncode == 0, err
-    doc = json.loads(out)
+    text = out_path.read_bytes()
+    assert rc == 0, text
+    doc = json.loads(text)
     assert doc["bytes"] == n and doc["crc32"] == pattern_crc(n)
 
 

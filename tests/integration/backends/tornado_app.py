@@ -55,6 +55,11 @@ class Hello(Base):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("hello from %s\n" % KIND)
 
+    def head(self):
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Length", len("hello from %s\n" % KIND))
+        self.finish()
+
 
 class EchoHeaders(Base):
     def get(self):
