@@ -24,9 +24,12 @@ BACKENDS = os.path.join(HERE, "backends")
 sys.path.insert(0, BACKENDS)
 from _common import pattern_chunks, pattern_crc, PERIOD  # noqa: E402,F401
 
-# Lines that must never appear in a stoa log or on its stderr.
+# Lines that must never appear in a stoa log or on its stderr: assertion
+# failures, sanitizer reports, and a worker that crashed (the master would
+# replace it silently; SIGKILL is left out, tests send it on purpose).
 BAD_LOG = re.compile(r"assertion failed|AddressSanitizer|LeakSanitizer|"
-                     r"UndefinedBehaviorSanitizer|runtime error:")
+                     r"UndefinedBehaviorSanitizer|runtime error:|"
+                     r"signal (4|6|7|8|11)\b|SIGSEGV|SIGABRT|SIGBUS")
 
 WORKERS = 2
 
