@@ -31,8 +31,12 @@ struct balance;
 struct upstream_pools;
 struct upconn;
 struct conn;
+struct cache_store;
+struct cache_obj;
+struct tunnel;
 
 TAILQ_HEAD(conn_list, conn);
+TAILQ_HEAD(tunnel_list, tunnel);
 
 /* Per-worker state every connection can see.  Owned by worker.c. */
 struct worker_env {
@@ -41,10 +45,15 @@ struct worker_env {
 	struct router           *router;
 	struct balance          *bal;
 	struct upstream_pools   *pools;
+	struct cache_store      *store;         /* NULL: no route caches */
+	int                     *route_slots;   /* stats slot per route */
+	int                    **server_slots;  /* [upstream][server] stats slot */
 	struct conn_list         conns;         /* live connections */
 	struct conn_list         graveyard;     /* closed, freed next turn */
 	struct event            *reaper;
 	unsigned                 nconns;
+	struct tunnel_list       tunnels;       /* WebSocket tunnels */
+	unsigned                 ntunnels;
 	bool                     draining;
 	struct timeval           tv_client_header;
 	struct timeval           tv_client_idle;
@@ -52,7 +61,8 @@ struct worker_env {
 	struct timeval           tv_upstream_read;
 	struct timeval           tv_drain_linger;  /* idle conns while draining */
 	struct timeval           tv_linger;        /* lingering close */
-	/* called after a connection is freed (listener re-enable, drain exit) */
+	/* called after a connection or tunnel is freed (listener re-enable,
+	 * drain exit) */
 	void                   (*on_conn_freed)(struct worker_env *);
 };
 
@@ -98,6 +108,16 @@ struct txn {
 	bool                     chunk_out;     /* client gets chunked encoding */
 	bool                     close_after;   /* close the client after this response */
 	bool                     up_keepalive;  /* upstream connection reusable after */
+	bool                     ws;            /* WebSocket upgrade being forwarded */
+	/* cache (proxy_cache.c) */
+	int                      cache_st;      /* enum cache_status for X-Cache */
+	bool                     cache_fill;    /* store this response if storable */
+	bool                     filling;       /* copying the body into fill */
+	bool                     locked;        /* we hold the stampede lock */
+	uint64_t                 lock_token;
+	uint64_t                 wait_deadline; /* ms, monotonic: lock wait ends */
+	struct cache_obj        *stale;         /* kept for stale_if_error */
+	size_t                   keylen;
 	int                      status;        /* status sent to the client */
 	enum http_method         meth;
 	struct body_state        req_body;      /* client → upstream */
@@ -124,6 +144,17 @@ struct conn {
 	size_t                   scanned;       /* head bytes known to hold no LF */
 	char                    *head;          /* copy of the request head */
 	size_t                   head_cap;
+	bool                     internal;      /* background refresh, no client */
+	char                    *key;           /* cache key of the request */
+	size_t                   key_cap;
+	struct evbuffer         *fill;          /* response body being stored */
+	char                    *fill_meta;     /* headers + tags to store */
+	size_t                   fill_meta_cap;
+	size_t                   fill_hdr_len;
+	size_t                   fill_tags_len;
+	int                      fill_status;
+	uint64_t                 fill_ttl;
+	struct event            *wait_timer;    /* stampede-lock polling */
 	struct http_msg          req;
 	struct txn               txn;
 	TAILQ_ENTRY(conn)        link;
@@ -135,6 +166,9 @@ struct conn *conn_new(struct worker_env *env, int fd,
 void conn_close(struct conn *c);
 void conn_drain(struct conn *c);          /* worker is stopping */
 void conn_reap(struct worker_env *env);   /* free the graveyard */
+/* The request became a tunnel: log it, close the conn, hand back its
+ * client bufferevent (callbacks cleared) to the caller. */
+struct bufferevent *conn_detach(struct conn *c);
 /* Queue a stoa-generated response (error page) and finish the request. */
 void conn_send_error(struct conn *c, int status, bool close_after);
 /* The response in flight is complete; log it, then read the next request
@@ -142,8 +176,26 @@ void conn_send_error(struct conn *c, int status, bool close_after);
 void conn_request_done(struct conn *c);
 /* Client input callback for the body phase lives in proxy.c. */
 
+/* A connection with no client socket: `bev` is one end of a bufferevent
+ * pair holding a synthetic request (cache background refresh). */
+struct conn *conn_new_internal(struct worker_env *env,
+    struct bufferevent *bev, const char *peer_ip);
+
 /* proxy.c */
 void proxy_start(struct conn *c);          /* head parsed into c->req */
+void proxy_forward(struct conn *c);        /* send the request upstream */
+
+/* proxy_cache.c */
+void pcache_request(struct conn *c);       /* cached route: lookup first */
+/* Response head from the upstream: 0 go on, 1 serve the stale entry instead */
+int  pcache_response(struct conn *c, const struct http_msg *r);
+/* Response body bytes about to move to the client */
+void pcache_body(struct conn *c, struct evbuffer *in, size_t n);
+void pcache_finish(struct conn *c, bool complete); /* store or discard */
+bool pcache_fail(struct conn *c);          /* upstream failed: served stale? */
+void pcache_headers(struct conn *c, struct evbuffer *out); /* X-Cache line */
+void pcache_txn_end(struct conn *c);       /* release what the txn holds */
+void pcache_conn_free(struct conn *c);
 void proxy_client_read(struct conn *c);    /* more request body bytes */
 void proxy_client_drained(struct conn *c); /* client output below low water */
 void proxy_abort(struct conn *c);          /* client gone: drop the upstream */

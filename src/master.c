@@ -41,8 +41,10 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "cache/memory.h"
 #include "log.h"
 #include "master.h"
+#include "stats.h"
 #include "util.h"
 #include "vas.h"
 #include "worker.h"
@@ -131,6 +133,48 @@ static struct {
 } mstr;
 
 static void logs_give_to_workers(void);
+
+/*
+ * Shared memory the workers inherit: created before the first fork and
+ * kept by the master across reloads (the cache survives a reload).
+ */
+static struct stats_zone *szone;
+static struct cache_zone *czone;
+
+static bool
+cfg_uses_memory_cache(const struct config *cfg)
+{
+	if (cfg->cache.backend != CACHE_BACKEND_MEMORY)
+		return (false);
+	for (unsigned i = 0; i < cfg->nroutes; i++)
+		if (cfg->routes[i].cache)
+			return (true);
+	return (false);
+}
+
+/* Create what a generation needs and does not exist yet.  0 or -1. */
+static int
+zones_prepare(const struct config *cfg, char *err, size_t errlen)
+{
+	if (szone == NULL) {
+		szone = stats_zone_create(err, errlen);
+		if (szone == NULL)
+			return (-1);
+		stats_attach(szone);
+	}
+	if (cfg_uses_memory_cache(cfg)) {
+		if (czone == NULL) {
+			czone = cache_zone_create(cfg->cache.size, err, errlen);
+			if (czone == NULL)
+				return (-1);
+		} else if (cache_zone_size(czone) != cfg->cache.size)
+			log_warn("cache.size changed to %llu bytes: the memory "
+			    "cache keeps its %llu bytes until a restart",
+			    (unsigned long long)cfg->cache.size,
+			    (unsigned long long)cache_zone_size(czone));
+	}
+	return (0);
+}
 
 static sigset_t master_sigs;
 
@@ -607,6 +651,8 @@ child_main(struct gen *g, unsigned id)
 	h.listen_fds = g->listen_fds;
 	h.tls_fds = g->tls_fds;
 	h.admin_fd = g->admin_fd;
+	h.stats_zone = szone;
+	h.cache_zone = czone;
 	h.id = id;
 	h.generation = g->num;
 	worker_main(&h);
@@ -921,6 +967,10 @@ master_reload(void)
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu", mono_usec());
 	if (config_load(mstr.conf_path, &ncfg, err, sizeof err) != 0)
 		goto fail;
+	if (zones_prepare(ncfg, err, sizeof err) != 0) {
+		config_free(ncfg);
+		goto fail;
+	}
 	g = gen_new(ncfg, err, sizeof err);
 	if (g == NULL)
 		goto fail;
@@ -1175,6 +1225,13 @@ master_cleanup(void)
 	}
 	mstr.cur = NULL;
 	pool_close();
+	if (czone != NULL)
+		cache_zone_destroy(czone);
+	czone = NULL;
+	stats_attach(NULL);
+	if (szone != NULL)
+		stats_zone_destroy(szone);
+	szone = NULL;
 	activation_done();
 	free(mstr.children);
 	free(mstr.slots);
@@ -1237,6 +1294,10 @@ master_run(struct config *cfg, const char *conf_path, int ready_fd)
 	logs_give_to_workers();
 
 	if (pidfile_check(mstr.pid_path, err, sizeof err) != 0) {
+		startup_fail("%s", err);
+		goto fail;
+	}
+	if (zones_prepare(cfg, err, sizeof err) != 0) {
 		startup_fail("%s", err);
 		goto fail;
 	}

@@ -24,12 +24,15 @@
 #include <event2/event.h>
 
 #include "balance.h"
+#include "cache/policy.h"
 #include "config.h"
 #include "conn.h"
 #include "http1.h"
 #include "log.h"
 #include "proxy.h"
 #include "router.h"
+#include "stats.h"
+#include "tunnel.h"
 #include "upstream.h"
 #include "util.h"
 #include "vas.h"
@@ -199,6 +202,12 @@ build_request(struct conn *c, struct evbuffer *out)
 
 		add_hdr(out, "Host", 4, a, strlen(a));
 	}
+	if (c->txn.ws) {
+		const struct http_header *u = http_find(m, "Upgrade");
+
+		evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+		add_hdr(out, "Upgrade", 7, u->value, u->value_len);
+	}
 	evbuffer_add(out, "X-Forwarded-For: ", 17);
 	for (unsigned i = 0; i < nxff; i++) {
 		evbuffer_add(out, xff[i], xfflen[i]);
@@ -224,6 +233,39 @@ build_request(struct conn *c, struct evbuffer *out)
 }
 
 /* ---- failures -------------------------------------------------------- */
+
+static int
+server_slot(const struct conn *c, const struct upconn *uc)
+{
+	return (c->env->server_slots != NULL ?
+	    c->env->server_slots[uc->up][uc->srv] : -1);
+}
+
+/* Passive health: count a failure of uc's server, publish its state. */
+static void
+proxy_server_failed(struct conn *c, const struct upconn *uc)
+{
+	struct worker_env *env = c->env;
+	int slot = server_slot(c, uc);
+
+	balance_fail(env->bal, uc->up, uc->srv, util_now_ms());
+	if (slot < 0)
+		return;
+	stats_slot_add(slot, SLOT_FAILURES, 1);
+	if (!balance_is_up(env->bal, uc->up, uc->srv, util_now_ms()))
+		stats_slot_set(slot, SLOT_DOWN_UNTIL, (int64_t)(util_epoch_ms() +
+		    env->cfg->upstreams[uc->up].fail_timeout));
+}
+
+static void
+proxy_server_ok(struct conn *c, const struct upconn *uc)
+{
+	int slot = server_slot(c, uc);
+
+	balance_ok(c->env->bal, uc->up, uc->srv);
+	if (slot >= 0)
+		stats_slot_set(slot, SLOT_DOWN_UNTIL, 0);
+}
 
 /* Drop the upstream connection of the request (not reusable). */
 static void
@@ -251,6 +293,8 @@ txn_fail(struct conn *c, int status)
 	struct txn *t = &c->txn;
 
 	txn_release_upstream(c, false);
+	if (pcache_fail(c))
+		return;
 	if (t->head_sent) {
 		t->status = t->status ? t->status : status;
 		t->close_after = true;
@@ -419,19 +463,39 @@ proxy_start(struct conn *c)
 	if (m->upgrade) {
 		const struct http_header *u = http_find(m, "Upgrade");
 
-		if (u != NULL && list_has_tok(u->value, u->value_len, "websocket", 9) &&
-		    !cfg->routes[r].websocket) {
-			conn_send_error(c, 403, !t->req_body.done);
-			return;
+		if (u != NULL && list_has_tok(u->value, u->value_len, "websocket", 9)) {
+			if (!cfg->routes[r].websocket) {
+				conn_send_error(c, 403, !t->req_body.done);
+				return;
+			}
+			if (m->body != HTTP_BODY_NONE) {
+				/* a handshake has no body (RFC 6455 §4.1) */
+				conn_send_error(c, 400, true);
+				return;
+			}
+			t->ws = true;
 		}
 	}
 	if (m->body == HTTP_BODY_LENGTH && m->content_length > cfg->limits.max_body_size) {
 		conn_send_error(c, 413, true);
 		return;
 	}
+	if (cfg->routes[r].cache && env->store != NULL) {
+		pcache_request(c);
+		return;
+	}
+	proxy_forward(c);
+}
+
+/* Send the request (head, then its body as it arrives) upstream. */
+void
+proxy_forward(struct conn *c)
+{
+	const struct http_msg *m = &c->req;
+	struct txn *t = &c->txn;
+
 	if (m->expect_continue && !t->req_body.done && m->minor == 1)
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-
 	t->replayable = http_method_idempotent(m->meth) &&
 	    (m->body != HTTP_BODY_LENGTH || m->content_length <= STOA_REPLAY_MAX);
 	build_request(c, t->replay);
@@ -468,6 +532,8 @@ proxy_connect(struct conn *c)
 	t->server = s;
 	t->resp_started = false;
 	balance_inc(env->bal, uc->up, uc->srv);
+	if (server_slot(c, uc) >= 0)
+		stats_slot_add(server_slot(c, uc), SLOT_REQUESTS, 1);
 	snprintf(t->up_addr, sizeof t->up_addr, "%s", upconn_addr(uc));
 	bufferevent_setcb(uc->bev, up_readcb, up_writecb, up_eventcb, c);
 	bufferevent_setwatermark(uc->bev, EV_WRITE, STOA_LOW_WATER, 0);
@@ -551,7 +617,18 @@ build_response(struct conn *c, const struct http_msg *r, struct evbuffer *out)
 			continue;
 		if (r->nhdr > 1 && conn_named(r, h))
 			continue;
+		if (t->cache_st != CACHE_ST_NONE && (NAME_IS(h, "Surrogate-Key") ||
+		    NAME_IS(h, "X-Cache")))
+			continue;
 		add_hdr(out, h->name, h->name_len, h->value, h->value_len);
+	}
+	pcache_headers(c, out);
+	if (r->status == 101) {
+		const struct http_header *u = http_find(r, "Upgrade");
+
+		add_hdr(out, "Upgrade", 7, u->value, u->value_len);
+		evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
+		return;
 	}
 	if (t->chunk_out)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
@@ -576,8 +653,9 @@ proxy_finish(struct conn *c, bool up_reusable)
 		up_reusable = false;
 		t->close_after = true;
 	}
-	balance_ok(c->env->bal, t->uc->up, t->uc->srv);
+	proxy_server_ok(c, t->uc);
 	txn_release_upstream(c, up_reusable);
+	pcache_finish(c, true);
 	conn_request_done(c);
 }
 
@@ -597,6 +675,7 @@ proxy_resp_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 		switch (b->mode) {
 		case HTTP_BODY_LENGTH:
 			n = len < b->left ? len : (size_t)b->left;
+			pcache_body(c, in, n);
 			evbuffer_remove_buffer(in, out, n);
 			b->left -= n;
 			b->total += n;
@@ -604,6 +683,7 @@ proxy_resp_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 				b->done = true;
 			break;
 		case HTTP_BODY_EOF:
+			pcache_body(c, in, len);
 			if (t->chunk_out) {
 				evbuffer_add_printf(out, "%zx\r\n", len);
 				evbuffer_remove_buffer(in, out, len);
@@ -615,6 +695,7 @@ proxy_resp_body(struct conn *c, struct evbuffer *in, struct evbuffer *out,
 		case HTTP_BODY_CHUNKED:
 			if (chunk_in_data(&b->chunk)) {
 				n = len < b->chunk.left ? len : (size_t)b->chunk.left;
+				pcache_body(c, in, n);
 				evbuffer_remove_buffer(in, out, n);
 				http1_chunked_data(&b->chunk, n);
 				b->total += n;
@@ -679,8 +760,16 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 		}
 		if (r.status >= 100 && r.status < 200) {
 			if (r.status == 101) {
-				log_warn("upstream %s: unexpected 101", t->up_addr);
-				return (-1);
+				if (!t->ws || http_find(&r, "Upgrade") == NULL) {
+					log_warn("upstream %s: unexpected 101",
+					    t->up_addr);
+					return (-1);
+				}
+				t->status = 101;
+				build_response(c, &r, bufferevent_get_output(c->bev));
+				evbuffer_drain(in, (size_t)rc);
+				t->head_sent = true;
+				return (2);
 			}
 			evbuffer_drain(in, (size_t)rc);
 			continue;       /* interim response: skip it */
@@ -697,6 +786,12 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 			    t->up_addr, (int)te->value_len, te->value);
 			return (-1);
 		}
+	}
+	if (pcache_response(c, &r) == 1) {
+		/* a 5xx while we hold an entry for stale_if_error */
+		log_info("upstream %s answered %d: serving the stale entry",
+		    t->up_addr, r.status);
+		return (-2);
 	}
 	t->status = r.status;
 	t->resp_body.mode = r.body;
@@ -724,6 +819,29 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 	return (1);
 }
 
+/*
+ * The upstream switched protocols: the 101 is queued to the client; hand
+ * both sockets to a tunnel and retire the connection and the upconn.
+ */
+static void
+proxy_tunnel(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	struct txn *t = &c->txn;
+	struct upconn *uc = t->uc;
+	struct bufferevent *up, *cl;
+
+	proxy_server_ok(c, uc);
+	balance_dec(env->bal, uc->up, uc->srv);
+	t->uc = NULL;
+	t->t_upstream_done = util_now_ms();
+	bufferevent_setcb(uc->bev, NULL, NULL, NULL, NULL);
+	up = upstream_detach(uc);
+	cl = conn_detach(c);
+	(void)tunnel_start(env, cl, up, env->route_slots != NULL ?
+	    env->route_slots[t->route] : -1);
+}
+
 static void
 up_readcb(struct bufferevent *bev, void *arg)
 {
@@ -738,8 +856,16 @@ up_readcb(struct bufferevent *bev, void *arg)
 		rc = proxy_resp_head(c, in);
 		if (rc == 0)
 			return;
+		if (rc == 2) {
+			proxy_tunnel(c);
+			return;
+		}
+		if (rc == -2) {
+			txn_fail(c, 502);       /* pcache_fail serves the entry */
+			return;
+		}
 		if (rc < 0) {
-			balance_fail(c->env->bal, t->uc->up, t->uc->srv, util_now_ms());
+			proxy_server_failed(c, t->uc);
 			txn_fail(c, 502);
 			return;
 		}
@@ -792,7 +918,6 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct worker_env *env = c->env;
 	struct txn *t = &c->txn;
 	struct upconn *uc = t->uc;
-	uint64_t now = util_now_ms();
 	int err;
 
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
@@ -807,7 +932,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_warn("upstream %s: %s timed out", t->up_addr,
 		    !uc->connected ? "connect" : "read");
-		balance_fail(env->bal, uc->up, uc->srv, now);
+		proxy_server_failed(c, uc);
 		txn_fail(c, 504);
 		return;
 	}
@@ -843,14 +968,14 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 			log_warn("upstream %s: %s", t->up_addr, uc->connected ?
 			    "connection closed before the response" :
 			    "connection failed");
-			balance_fail(env->bal, uc->up, uc->srv, now);
+			proxy_server_failed(c, uc);
 		}
 		proxy_retry_or_fail(c, stale, 502);
 		return;
 	}
 	log_warn("upstream %s: connection closed inside the response head",
 	    t->up_addr);
-	balance_fail(env->bal, uc->up, uc->srv, now);
+	proxy_server_failed(c, uc);
 	txn_fail(c, 502);
 }
 

@@ -207,6 +207,18 @@ upstream_put(struct upconn *uc, bool reusable, uint64_t now)
 	p->nidle++;
 }
 
+struct bufferevent *
+upstream_detach(struct upconn *uc)
+{
+	struct bufferevent *bev;
+
+	CHECK_OBJ_NOTNULL(uc, UPCONN_MAGIC);
+	bev = uc->bev;
+	uc->magic = 0;
+	free(uc);
+	return (bev);
+}
+
 const char *
 upconn_addr(const struct upconn *uc)
 {

@@ -63,6 +63,12 @@ struct upconn *upstream_get(struct upstream_pools *p, unsigned up,
  */
 void upstream_put(struct upconn *uc, bool reusable, uint64_t now);
 
+/*
+ * Take the bufferevent out of an owned connection and free the wrapper
+ * (the socket now belongs to the caller, e.g. a WebSocket tunnel).
+ */
+struct bufferevent *upstream_detach(struct upconn *uc);
+
 /* "127.0.0.1:8000" as configured. */
 const char *upconn_addr(const struct upconn *uc);
 

@@ -36,6 +36,15 @@ util_now_ms(void)
 	return ((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
+uint64_t
+util_epoch_ms(void)
+{
+	struct timespec ts;
+
+	AZ(clock_gettime(CLOCK_REALTIME, &ts));
+	return ((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
 /* Leading decimal digits of s into *v; returns a pointer past them or NULL. */
 static const char *
 parse_u64(const char *s, uint64_t *v, const char **err)

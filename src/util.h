@@ -13,6 +13,10 @@
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t util_now_ms(void);
 
+/* Wall clock in milliseconds since the Unix epoch (CLOCK_REALTIME): for
+ * cache entries, which must mean the same to every process and host. */
+uint64_t util_epoch_ms(void);
+
 /*
  * Parse a duration: a non-negative integer followed by an optional unit
  * ms, s, m or h.  A bare number is seconds.  Result in milliseconds.

@@ -19,11 +19,16 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "admin.h"
 #include "balance.h"
+#include "cache/cache.h"
+#include "cache/memory.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
 #include "router.h"
+#include "stats.h"
+#include "tunnel.h"
 #include "upstream.h"
 #include "util.h"
 #include "vas.h"
@@ -37,6 +42,8 @@ struct worker {
 	bool                     paused;        /* at max_connections */
 	struct event            *sig_quit, *sig_term, *sig_int, *sig_usr1, *sig_hup;
 	struct event            *stop_timer;
+	struct event            *sweep_timer;   /* tunnel idle timeouts */
+	struct admin            *admin;
 	int                      exit_code;
 };
 
@@ -83,7 +90,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	(void)conn_new(&W.env, fd, sa, salen);
-	if (!W.paused && W.env.nconns >= W.env.cfg->limits.max_connections) {
+	if (!W.paused && W.env.nconns + W.env.ntunnels >=
+	    W.env.cfg->limits.max_connections) {
 		W.paused = true;
 		listeners_enable(false);
 	}
@@ -123,7 +131,7 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 static void
 worker_exit_check(void)
 {
-	if (W.env.draining && W.env.nconns == 0 &&
+	if (W.env.draining && W.env.nconns == 0 && W.env.ntunnels == 0 &&
 	    TAILQ_EMPTY(&W.env.graveyard))
 		event_base_loopexit(W.env.base, NULL);
 }
@@ -133,7 +141,7 @@ on_conn_freed(struct worker_env *env)
 {
 	(void)env;
 	if (W.paused && !W.env.draining &&
-	    W.env.nconns < W.env.cfg->limits.max_connections) {
+	    W.env.nconns + W.env.ntunnels < W.env.cfg->limits.max_connections) {
 		W.paused = false;
 		listeners_enable(true);
 	}
@@ -149,13 +157,22 @@ reaper_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	tunnel_sweep(&W.env, util_now_ms());
+}
+
+static void
 stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
-	log_warn("shutdown_timeout passed with %u connection(s) open; closing them",
-	    W.env.nconns);
+	log_warn("shutdown_timeout passed with %u connection(s) and %u "
+	    "tunnel(s) open; closing them", W.env.nconns, W.env.ntunnels);
 	event_base_loopexit(W.env.base, NULL);
 }
 
@@ -169,6 +186,8 @@ worker_drain(void)
 		return;
 	W.env.draining = true;
 	listeners_free();
+	if (W.admin != NULL)
+		admin_stop(W.admin);
 	log_debug("worker %u draining %u connection(s)", W.h->id, W.env.nconns);
 	for (c = TAILQ_FIRST(&W.env.conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
@@ -202,21 +221,76 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* Stats slots of this generation's routes and servers (found by name, so
+ * counters carry over a reload). */
+static int
+slots_init(const struct config *cfg)
+{
+	char name[STATS_NAME_MAX];
+
+	W.env.route_slots = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof (int));
+	W.env.server_slots = calloc(cfg->nupstreams ? cfg->nupstreams : 1,
+	    sizeof (int *));
+	if (W.env.route_slots == NULL || W.env.server_slots == NULL)
+		return (-1);
+	for (unsigned i = 0; i < cfg->nroutes; i++) {
+		W.env.route_slots[i] = -1;
+		if (stats_route_name(name, sizeof name, cfg->routes[i].prefix,
+		    cfg->routes[i].host) >= 0)
+			W.env.route_slots[i] = stats_slot(STATS_SLOT_ROUTE, name);
+	}
+	for (unsigned u = 0; u < cfg->nupstreams; u++) {
+		const struct config_upstream *up = &cfg->upstreams[u];
+
+		W.env.server_slots[u] = calloc(up->nservers ? up->nservers : 1,
+		    sizeof (int));
+		if (W.env.server_slots[u] == NULL)
+			return (-1);
+		for (unsigned k = 0; k < up->nservers; k++) {
+			W.env.server_slots[u][k] = -1;
+			if (stats_server_name(name, sizeof name, up->name,
+			    up->servers[k].text) >= 0)
+				W.env.server_slots[u][k] =
+				    stats_slot(STATS_SLOT_SERVER, name);
+		}
+	}
+	return (0);
+}
+
+static void
+slots_free(void)
+{
+	if (W.env.server_slots != NULL)
+		for (unsigned u = 0; u < W.env.cfg->nupstreams; u++)
+			free(W.env.server_slots[u]);
+	free(W.env.server_slots);
+	free(W.env.route_slots);
+	W.env.server_slots = NULL;
+	W.env.route_slots = NULL;
+}
+
 static void
 worker_cleanup(void)
 {
 	struct conn *c;
 
 	listeners_free();
+	W.env.on_conn_freed = NULL;
+	tunnel_close_all(&W.env);
 	while ((c = TAILQ_FIRST(&W.env.conns)) != NULL)
 		conn_close(c);
-	W.env.on_conn_freed = NULL;
 	conn_reap(&W.env);
+	if (W.admin != NULL)
+		admin_free(W.admin);
 	upstream_pools_free(W.env.pools);
+	if (W.env.store != NULL)
+		cache_memory_store_free(W.env.store);
+	slots_free();
 	balance_free(W.env.bal);
 	router_free(W.env.router);
 	if (W.stop_timer != NULL)
 		event_free(W.stop_timer);
+	event_free(W.sweep_timer);
 	event_free(W.env.reaper);
 	event_free(W.sig_quit);
 	event_free(W.sig_term);
@@ -251,6 +325,7 @@ worker_main(const struct heritage *h)
 	W.env.cfg = cfg;
 	TAILQ_INIT(&W.env.conns);
 	TAILQ_INIT(&W.env.graveyard);
+	TAILQ_INIT(&W.env.tunnels);
 	W.env.on_conn_freed = on_conn_freed;
 	ms_to_tv(cfg->timeouts.client_header, &W.env.tv_client_header);
 	ms_to_tv(cfg->timeouts.client_idle, &W.env.tv_client_idle);
@@ -259,6 +334,18 @@ worker_main(const struct heritage *h)
 	ms_to_tv(cfg->timeouts.client_idle < 1000 ? cfg->timeouts.client_idle : 1000,
 	    &W.env.tv_drain_linger);
 	ms_to_tv(2000, &W.env.tv_linger);
+	stats_attach(h->stats_zone);
+	if (h->cache_zone != NULL) {
+		W.env.store = cache_memory_store(h->cache_zone);
+		if (W.env.store == NULL) {
+			log_err("worker %u: cannot attach the cache zone", h->id);
+			exit(1);
+		}
+	}
+	if (slots_init(cfg) != 0) {
+		log_err("worker %u: out of memory at start", h->id);
+		exit(1);
+	}
 	W.env.router = router_new(cfg);
 	W.env.bal = balance_new(cfg);
 	W.env.pools = upstream_pools_new(W.env.base, cfg);
@@ -267,6 +354,18 @@ worker_main(const struct heritage *h)
 	    W.env.reaper == NULL) {
 		log_err("worker %u: out of memory at start", h->id);
 		exit(1);
+	}
+
+	{
+		/* idle tunnels are found by a sweep: a quarter of
+		 * websocket_idle, at most once a second */
+		uint64_t every = cfg->timeouts.websocket_idle / 4;
+		struct timeval tv;
+
+		ms_to_tv(every < 50 ? 50 : every > 1000 ? 1000 : every, &tv);
+		W.sweep_timer = event_new(W.env.base, -1, EV_PERSIST, sweep_cb, NULL);
+		AN(W.sweep_timer);
+		evtimer_add(W.sweep_timer, &tv);
 	}
 
 	W.sig_quit = evsignal_new(W.env.base, SIGQUIT, signal_cb, NULL);
@@ -294,9 +393,14 @@ worker_main(const struct heritage *h)
 		}
 		evconnlistener_set_error_cb(W.listeners[i], accept_error_cb);
 	}
+	if (h->admin_fd >= 0) {
+		W.admin = admin_start(W.env.base, h->admin_fd, cfg, W.env.store);
+		if (W.admin == NULL) {
+			log_err("worker %u: cannot serve the admin listener", h->id);
+			exit(1);
+		}
+	}
 	/* Descriptors this worker does not use. */
-	if (h->admin_fd >= 0)
-		close(h->admin_fd);
 	if (h->tls_fds != NULL)
 		for (unsigned i = 0; i < cfg->tls.nlisten; i++)
 			close(h->tls_fds[i]);

@@ -11,13 +11,17 @@
 #ifndef STOA_WORKER_H
 #define STOA_WORKER_H
 
+struct cache_zone;
 struct config;
+struct stats_zone;
 
 struct heritage {
 	const struct config *cfg;
 	const int           *listen_fds;   /* cfg->nlisten fds, parallel to cfg->listen */
 	const int           *tls_fds;      /* cfg->tls.nlisten fds, or NULL */
 	int                  admin_fd;     /* -1 when no admin listener */
+	struct stats_zone   *stats_zone;   /* shared counters */
+	struct cache_zone   *cache_zone;   /* memory cache, or NULL */
 	unsigned             id;           /* worker slot 0..workers-1 */
 	unsigned             generation;   /* config generation, 1.. */
 };

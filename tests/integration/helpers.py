@@ -359,3 +359,97 @@ def conf_route(prefix, upstream, host=None, **opts):
         lines.append("  %s = %s" % (k, v))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------- WebSocket
+
+class WsBackend(Backend):
+    """A WebSocket echo backend (backends/ws_*.py, API in ws_aiohttp.py):
+    kind is "aiohttp", "tornado" or "starlette"."""
+
+    SCRIPTS = {"aiohttp": "ws_aiohttp.py", "tornado": "ws_tornado.py",
+               "starlette": "ws_starlette.py"}
+
+    def ws_url(self, path="/ws"):
+        return "ws://127.0.0.1:%d%s" % (self.port, path)
+
+    def last_close(self):
+        return self.get_json("/last-close")
+
+    def ws_count(self):
+        return self.get_json("/ws-count")
+
+
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+WS_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="      # RFC 6455 §1.3 example
+
+
+def ws_upgrade_request(path, host="stoa.test", key=WS_KEY, extra=""):
+    """The bytes of a client Upgrade request (RFC 6455 §4.1)."""
+    return ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+            "Sec-WebSocket-Version: 13\r\n%s\r\n"
+            % (path, host, key, extra)).encode("latin-1")
+
+
+def ws_frame(opcode, payload, fin=True, mask=b"\x11\x22\x33\x44"):
+    """One client frame (masked unless mask is None)."""
+    head = bytearray([(0x80 if fin else 0) | opcode])
+    bit = 0x80 if mask is not None else 0
+    n = len(payload)
+    if n < 126:
+        head.append(bit | n)
+    elif n < 65536:
+        head.append(bit | 126)
+        head += n.to_bytes(2, "big")
+    else:
+        head.append(bit | 127)
+        head += n.to_bytes(8, "big")
+    if mask is None:
+        return bytes(head) + payload
+    m = (mask * (n // 4 + 1))[:n]
+    body = (int.from_bytes(payload, "big") ^ int.from_bytes(m, "big")
+            ).to_bytes(n, "big") if n else b""
+    return bytes(head) + mask + body
+
+
+class RawWs:
+    """A WebSocket client on a plain socket, for tests that must control
+    exactly when it reads (backpressure) or send odd requests.  Only what
+    the tests need: unfragmented frames from the server, no extensions."""
+
+    def __init__(self, port, path="/ws", timeout=10.0, rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        self.conn = RawConn(self.sock, timeout)
+        self.sock.sendall(ws_upgrade_request(path))
+        self.response = self.conn.read_response(head_only=True)
+
+    def send(self, payload, opcode=None):
+        if opcode is None:
+            opcode = 1 if isinstance(payload, str) else 2
+        if isinstance(payload, str):
+            payload = payload.encode()
+        self.sock.sendall(ws_frame(opcode, payload))
+
+    def recv(self):
+        """(opcode, payload) of the next frame."""
+        b0, b1 = self.conn._exact(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self.conn._exact(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self.conn._exact(8), "big")
+        mask = self.conn._exact(4) if b1 & 0x80 else None
+        data = self.conn._exact(n)
+        if mask is not None:
+            m = (mask * (n // 4 + 1))[:n]
+            data = (int.from_bytes(data, "big") ^ int.from_bytes(m, "big")
+                    ).to_bytes(n, "big") if n else b""
+        return b0 & 0x0F, data
+
+    def close(self):
+        self.sock.close()
