@@ -113,6 +113,8 @@ conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
 	if (c->bev == NULL || c->hdr_timer == NULL || c->txn.replay == NULL) {
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
+		if (c->partner != NULL)
+			bufferevent_free(c->partner);
 		else
 			close(fd);
 		if (c->hdr_timer != NULL)
@@ -206,6 +208,8 @@ conn_reap(struct worker_env *env)
 		TAILQ_REMOVE(&env->graveyard, c, link);
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
+		if (c->partner != NULL)
+			bufferevent_free(c->partner);
 		event_free(c->hdr_timer);
 		evbuffer_free(c->txn.replay);
 		pcache_conn_free(c);
@@ -595,6 +599,10 @@ conn_request_done(struct conn *c)
 	pcache_txn_end(c);
 	conn_count(c);
 	conn_access_log(c);
+	if (c->internal) {
+		conn_close(c);          /* nobody reads: no flush, no linger */
+		return;
+	}
 	if (c->txn.close_after || !c->keep_alive || env->draining) {
 		c->state = CS_CLOSING;
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);

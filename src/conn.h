@@ -145,6 +145,7 @@ struct conn {
 	char                    *head;          /* copy of the request head */
 	size_t                   head_cap;
 	bool                     internal;      /* background refresh, no client */
+	struct bufferevent      *partner;       /* internal: the pair's other end */
 	char                    *key;           /* cache key of the request */
 	size_t                   key_cap;
 	struct evbuffer         *fill;          /* response body being stored */

@@ -518,14 +518,14 @@ proxy_connect(struct conn *c)
 	s = balance_pick(env->bal, rt->upstream, c->req.path, c->req.path_len,
 	    t->failed_server, now);
 	if (s < 0) {
-		conn_send_error(c, t->retried ? 502 : 503, !t->req_body.done);
+		txn_fail(c, t->retried ? 502 : 503);
 		return;
 	}
 	uc = upstream_get(env->pools, rt->upstream, (unsigned)s, now, &err);
 	if (uc == NULL) {
 		log_err("upstream %s: %s",
 		    env->cfg->upstreams[rt->upstream].servers[s].text, err);
-		conn_send_error(c, 502, !t->req_body.done);
+		txn_fail(c, 502);
 		return;
 	}
 	t->uc = uc;

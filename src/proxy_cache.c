@@ -129,13 +129,6 @@ refresh_sink_read(struct bufferevent *bev, void *arg)
 	evbuffer_drain(in, evbuffer_get_length(in));
 }
 
-static void
-refresh_sink_event(struct bufferevent *bev, short what, void *arg)
-{
-	(void)what;
-	(void)arg;
-	bufferevent_free(bev);
-}
 
 /*
  * Fetch the entry again without a client: a synthetic copy of this
@@ -154,7 +147,8 @@ start_refresh(struct conn *c, uint64_t token)
 	struct evbuffer *req;
 	struct conn *ic;
 
-	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE, pair) != 0) {
+	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS, pair) != 0) {
 		env->store->ops->unlock(env->store, c->key, c->txn.keylen, token);
 		return;
 	}
@@ -166,6 +160,7 @@ start_refresh(struct conn *c, uint64_t token)
 	}
 	ic->txn.lock_token = token;
 	ic->txn.locked = true;
+	ic->partner = pair[1];          /* freed with the internal conn */
 	/* GET (a HEAD would not give us a body), same target and host */
 	req = bufferevent_get_output(pair[1]);
 	evbuffer_add_printf(req, "GET %.*s HTTP/1.1\r\n", (int)m->target_len,
@@ -184,8 +179,7 @@ start_refresh(struct conn *c, uint64_t token)
 		evbuffer_add(req, "\r\n", 2);
 	}
 	evbuffer_add(req, "Connection: close\r\n\r\n", 21);
-	bufferevent_setcb(pair[1], refresh_sink_read, NULL, refresh_sink_event,
-	    NULL);
+	bufferevent_setcb(pair[1], refresh_sink_read, NULL, NULL, NULL);
 	bufferevent_enable(pair[1], EV_READ | EV_WRITE);
 }
 
