@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -32,6 +31,7 @@
 #include "http1.h"
 #include "log.h"
 #include "stats.h"
+#include "util.h"
 #include "vas.h"
 
 #ifndef STOA_VERSION
@@ -203,35 +203,9 @@ aconn_send(struct aconn *c, int status, const char *ctype,
 	aconn_respond_done(c);
 }
 
-/* Short answers: a JSON error object, or an empty 204. */
-static void
-aconn_send_error(struct aconn *c, int status, const char *msg,
-    const char *extra)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	if (b == NULL) {
-		aconn_close(c);
-		return;
-	}
-	/* msg is one of our static strings: nothing to escape. */
-	evbuffer_add_printf(b, "{\"error\":\"%s\"}\n", msg);
-	aconn_send(c, status, "application/json", b, extra);
-	evbuffer_free(b);
-}
-
 /*--------------------------------------------------------------------
  * Rendering helpers
  */
-
-static uint64_t
-admin_now_ms(void)
-{
-	struct timespec ts;
-
-	AZ(clock_gettime(CLOCK_REALTIME, &ts));
-	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-}
 
 static void
 json_str(struct evbuffer *b, const char *s)
@@ -252,6 +226,24 @@ json_str(struct evbuffer *b, const char *s)
 			evbuffer_add(b, p, 1);
 	}
 	evbuffer_add(b, "\"", 1);
+}
+
+/* An error answer: {"error": msg}. */
+static void
+aconn_send_error(struct aconn *c, int status, const char *msg,
+    const char *extra)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL) {
+		aconn_close(c);
+		return;
+	}
+	evbuffer_add_printf(b, "{\"error\":");
+	json_str(b, msg);
+	evbuffer_add_printf(b, "}\n");
+	aconn_send(c, status, "application/json", b, extra);
+	evbuffer_free(b);
 }
 
 /* A Prometheus label value (text format 0.0.4): \\ \" \n escaped. */
@@ -341,7 +333,7 @@ admin_cache_stats(const struct admin *a, struct cache_stats *cs)
 static uint64_t
 admin_uptime(void)
 {
-	uint64_t t0 = stats_started_at(), now = admin_now_ms() / 1000;
+	uint64_t t0 = stats_started_at(), now = util_epoch_ms() / 1000;
 
 	return (t0 == 0 || now < t0 ? 0 : now - t0);
 }
@@ -355,7 +347,7 @@ render_stats(const struct admin *a, struct evbuffer *b)
 {
 	const struct config *cfg = a->cfg;
 	struct cache_stats cs;
-	uint64_t now = admin_now_ms(), hits, misses, expired, looked;
+	uint64_t now = util_epoch_ms(), hits, misses, expired, looked;
 	const char *sep;
 	int s;
 
@@ -501,7 +493,7 @@ render_metrics(const struct admin *a, struct evbuffer *b)
 {
 	const struct config *cfg = a->cfg;
 	struct cache_stats cs;
-	uint64_t now = admin_now_ms();
+	uint64_t now = util_epoch_ms();
 	static const struct {
 		enum stats_id id;
 		const char *name, *help;
@@ -912,7 +904,8 @@ aconn_readcb(struct bufferevent *bev, void *arg)
 		return;
 	if (r == HTTP1_ERROR) {
 		c->head_only = false;
-		aconn_send_error(c, err.status, "bad request", NULL);
+		aconn_send_error(c, err.status, err.reason != NULL ?
+		    err.reason : "bad request", NULL);
 	} else
 		admin_dispatch(c, &m);
 	/* Views into `in` are dead from here on. */
@@ -1039,8 +1032,10 @@ admin_start(struct event_base *base, int fd, const struct config *cfg,
 	TAILQ_INIT(&a->graveyard);
 	a->reaper = event_new(base, -1, 0, admin_reaper_cb, a);
 	a->retry = evtimer_new(base, admin_retry_cb, a);
-	/* backlog 0: the master already listens on fd. */
-	if (a->reaper != NULL && a->retry != NULL)
+	/* backlog 0: the master already listens on fd.  libevent accepts
+	 * until EAGAIN, so the socket must not block. */
+	if (a->reaper != NULL && a->retry != NULL &&
+	    evutil_make_socket_nonblocking(fd) == 0)
 		a->lis = evconnlistener_new(base, admin_accept_cb, a,
 		    LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (a->lis == NULL) {

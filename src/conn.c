@@ -204,7 +204,12 @@ conn_reap(struct worker_env *env)
 {
 	struct conn *c;
 
-	while ((c = TAILQ_FIRST(&env->graveyard)) != NULL) {
+	struct conn *next;
+
+	for (c = TAILQ_FIRST(&env->graveyard); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->pending > 0)
+			continue;       /* a store callback will still come */
 		TAILQ_REMOVE(&env->graveyard, c, link);
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);

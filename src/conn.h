@@ -146,6 +146,9 @@ struct conn {
 	size_t                   head_cap;
 	bool                     internal;      /* background refresh, no client */
 	struct bufferevent      *partner;       /* internal: the pair's other end */
+	unsigned                 pending;       /* store callbacks outstanding:
+						 * a closed conn waits for them
+						 * in the graveyard */
 	char                    *key;           /* cache key of the request */
 	size_t                   key_cap;
 	struct evbuffer         *fill;          /* response body being stored */

@@ -38,6 +38,31 @@ static struct cache_store *cur_store;
 
 static void pcache_got(void *arg, enum cache_rc rc, struct cache_obj *obj);
 
+/*
+ * Store callbacks may come later (Redis) than the call that asked for
+ * them: count them on the conn, and when one arrives for a conn that was
+ * closed meanwhile, do nothing but let the graveyard have it.
+ */
+static void
+op_start(struct conn *c)
+{
+	c->pending++;
+}
+
+/* True when the conn is gone and the callback must only clean up. */
+static bool
+op_done(struct conn *c)
+{
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	AN(c->pending);
+	c->pending--;
+	if (c->state != CS_DEAD)
+		return (false);
+	if (c->pending == 0)
+		event_active(c->env->reaper, EV_TIMEOUT, 0);
+	return (true);
+}
+
 static const struct config_route *
 route_of(const struct conn *c)
 {
@@ -131,39 +156,87 @@ refresh_sink_read(struct bufferevent *bev, void *arg)
 
 
 /*
- * Fetch the entry again without a client: a synthetic copy of this
- * request goes through an internal connection whose "client" is one end
- * of a bufferevent pair; the other end throws the response away.  The
- * stampede lock makes it happen once per entry however many clients see
- * the stale entry.  The refresh owns the lock and releases it when its
- * fill ends.
+ * Fetch the entry again without a client (stale_while_revalidate): once
+ * per entry, however many clients see it stale, by taking the stampede
+ * lock first.  The lock may answer later than this request lives (Redis),
+ * so what the refresh needs is copied into a context of its own: the
+ * synthetic request (a GET of the same target with the same headers) and
+ * the key.  The refresh goes through an internal connection whose
+ * "client" is one end of a bufferevent pair; the other end throws the
+ * response away.  The refresh owns the lock and releases it when its fill
+ * ends.
  */
+struct refresh {
+	struct worker_env       *env;
+	char                     peer_ip[64];
+	size_t                   keylen;
+	struct evbuffer         *req;
+	char                     key[];
+};
+
 static void
-start_refresh(struct conn *c, uint64_t token)
+refresh_free(struct refresh *r)
 {
-	struct worker_env *env = c->env;
-	const struct http_msg *m = &c->req;
+	evbuffer_free(r->req);
+	free(r);
+}
+
+static void
+refresh_locked(void *arg, enum cache_rc rc, uint64_t token)
+{
+	struct refresh *r = arg;
+	struct worker_env *env = r->env;
 	struct bufferevent *pair[2];
-	struct evbuffer *req;
 	struct conn *ic;
 
-	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS, pair) != 0) {
-		env->store->ops->unlock(env->store, c->key, c->txn.keylen, token);
+	if (rc != CACHE_OK) {
+		refresh_free(r);
 		return;
 	}
-	ic = conn_new_internal(env, pair[0], c->peer_ip);
+	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS, pair) != 0) {
+		env->store->ops->unlock(env->store, r->key, r->keylen, token);
+		refresh_free(r);
+		return;
+	}
+	ic = conn_new_internal(env, pair[0], r->peer_ip);
 	if (ic == NULL) {
 		bufferevent_free(pair[1]);
-		env->store->ops->unlock(env->store, c->key, c->txn.keylen, token);
+		env->store->ops->unlock(env->store, r->key, r->keylen, token);
+		refresh_free(r);
 		return;
 	}
 	ic->txn.lock_token = token;
 	ic->txn.locked = true;
 	ic->partner = pair[1];          /* freed with the internal conn */
-	/* GET (a HEAD would not give us a body), same target and host */
-	req = bufferevent_get_output(pair[1]);
-	evbuffer_add_printf(req, "GET %.*s HTTP/1.1\r\n", (int)m->target_len,
+	bufferevent_setcb(pair[1], refresh_sink_read, NULL, NULL, NULL);
+	bufferevent_enable(pair[1], EV_READ | EV_WRITE);
+	evbuffer_add_buffer(bufferevent_get_output(pair[1]), r->req);
+	refresh_free(r);
+}
+
+static void
+start_refresh(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	const struct http_msg *m = &c->req;
+	struct refresh *r;
+
+	r = malloc(sizeof *r + c->txn.keylen + 1);
+	if (r == NULL)
+		return;
+	r->env = env;
+	snprintf(r->peer_ip, sizeof r->peer_ip, "%s", c->peer_ip);
+	r->keylen = c->txn.keylen;
+	memcpy(r->key, c->key, c->txn.keylen);
+	r->key[r->keylen] = '\0';
+	r->req = evbuffer_new();
+	if (r->req == NULL) {
+		free(r);
+		return;
+	}
+	/* GET (a HEAD would not give us a body), same target and headers */
+	evbuffer_add_printf(r->req, "GET %.*s HTTP/1.1\r\n", (int)m->target_len,
 	    m->target);
 	for (unsigned i = 0; i < m->nhdr; i++) {
 		const struct http_header *h = &m->hdr[i];
@@ -173,23 +246,15 @@ start_refresh(struct conn *c, uint64_t token)
 		    util_tok_eq(h->name, h->name_len, "Transfer-Encoding") ||
 		    util_tok_eq(h->name, h->name_len, "Expect"))
 			continue;
-		evbuffer_add(req, h->name, h->name_len);
-		evbuffer_add(req, ": ", 2);
-		evbuffer_add(req, h->value, h->value_len);
-		evbuffer_add(req, "\r\n", 2);
+		evbuffer_add(r->req, h->name, h->name_len);
+		evbuffer_add(r->req, ": ", 2);
+		evbuffer_add(r->req, h->value, h->value_len);
+		evbuffer_add(r->req, "\r\n", 2);
 	}
-	evbuffer_add(req, "Connection: close\r\n\r\n", 21);
-	bufferevent_setcb(pair[1], refresh_sink_read, NULL, NULL, NULL);
-	bufferevent_enable(pair[1], EV_READ | EV_WRITE);
-}
-
-static void
-refresh_locked(void *arg, enum cache_rc rc, uint64_t token)
-{
-	struct conn *c = arg;
-
-	if (rc == CACHE_OK)
-		start_refresh(c, token);
+	evbuffer_add(r->req, "Connection: close\r\n\r\n", 21);
+	env->store->ops->lock(env->store, r->key, r->keylen,
+	    env->cfg->timeouts.upstream_connect + env->cfg->timeouts.upstream_read,
+	    util_epoch_ms(), refresh_locked, r);
 }
 
 /* ---- miss, lock and waiting ------------------------------------------ */
@@ -206,6 +271,7 @@ wait_poll(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	op_start(c);
 	env->store->ops->get(env->store, c->key, c->txn.keylen,
 	    util_epoch_ms(), pcache_got, c);
 }
@@ -231,11 +297,12 @@ lock_or_forward(struct conn *c)
 	struct worker_env *env = c->env;
 	const struct config *cfg = env->cfg;
 
-	if (cfg->cache.lock && c->txn.cache_fill)
+	if (cfg->cache.lock && c->txn.cache_fill) {
+		op_start(c);
 		env->store->ops->lock(env->store, c->key, c->txn.keylen,
 		    cfg->timeouts.upstream_connect + cfg->timeouts.upstream_read,
 		    util_epoch_ms(), miss_locked, c);
-	else
+	} else
 		proxy_forward(c);
 }
 
@@ -245,7 +312,24 @@ miss_locked(void *arg, enum cache_rc rc, uint64_t token)
 	struct conn *c = arg;
 	struct txn *t = &c->txn;
 
+	if (op_done(c)) {
+		if (rc == CACHE_OK)
+			c->env->store->ops->unlock(c->env->store, c->key,
+			    t->keylen, token);
+		return;
+	}
 	if (rc == CACHE_OK) {
+		if (t->wait_deadline != 0) {
+			/* The fill we waited for ended without an entry
+			 * (not storable, or it failed): like nginx's
+			 * proxy_cache_lock, the waiters now go to the
+			 * upstream side by side instead of queueing behind
+			 * one new filler after another. */
+			c->env->store->ops->unlock(c->env->store, c->key,
+			    t->keylen, token);
+			proxy_forward(c);
+			return;
+		}
 		t->locked = true;
 		t->lock_token = token;
 		proxy_forward(c);
@@ -288,7 +372,11 @@ pcache_got(void *arg, enum cache_rc rc, struct cache_obj *obj)
 	bool waiting = t->wait_deadline != 0;
 	uint64_t now = util_epoch_ms();
 
-	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (op_done(c)) {
+		if (rc == CACHE_OK)
+			env->store->ops->release(env->store, obj);
+		return;
+	}
 	if (rc == CACHE_ERROR) {
 		stats_add(STAT_CACHE_ERRORS, 1);
 		if (!waiting)
@@ -311,10 +399,7 @@ pcache_got(void *arg, enum cache_rc rc, struct cache_obj *obj)
 			return;
 		case CACHE_STALE_SWR:
 			if (!waiting) {
-				env->store->ops->lock(env->store, c->key, t->keylen,
-				    env->cfg->timeouts.upstream_connect +
-				    env->cfg->timeouts.upstream_read, now,
-				    refresh_locked, c);
+				start_refresh(c);
 				serve_obj(c, obj, CACHE_ST_STALE, true);
 				return;
 			}
@@ -390,6 +475,9 @@ pcache_request(struct conn *c)
 		proxy_forward(c);
 		return;
 	}
+	/* no body bytes are wanted while the store answers */
+	bufferevent_disable(c->bev, EV_READ);
+	op_start(c);
 	env->store->ops->get(env->store, c->key, t->keylen, util_epoch_ms(),
 	    pcache_got, c);
 }

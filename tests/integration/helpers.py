@@ -453,3 +453,143 @@ class RawWs:
 
     def close(self):
         self.sock.close()
+
+
+# ------------------------------------------------------------ cache, admin
+
+class CacheOrigin(Backend):
+    """An origin that counts its own hits (backends/cache_app.py, API in
+    its docstring): kind is "aiohttp" or "tornado"."""
+
+    SCRIPTS = {"aiohttp": "cache_app.py", "tornado": "cache_tornado.py"}
+
+    def hits(self, path=None, target=None):
+        """Requests the origin saw for path (any query), for the exact
+        target path?query, or (neither) on every /c/ path."""
+        from urllib.parse import quote
+        if target is not None:
+            q = "?target=" + quote(target, safe="")
+        elif path is not None:
+            q = "?path=" + quote(path, safe="")
+        else:
+            q = ""
+        return self.get_json("/hits" + q)["count"]
+
+    def log(self):
+        return self.get_json("/log")
+
+    def _post(self, target):
+        resp = raw_request(self.port, b"POST %s HTTP/1.1\r\n"
+                           b"Host: direct\r\nContent-Length: 0\r\n"
+                           b"Connection: close\r\n\r\n" % target.encode(),
+                           5.0)
+        assert resp is not None and resp.status == 204, resp
+
+    def set_fail(self, on):
+        """From now on every /c/ request answers 503 (on) or not."""
+        self._post("/fail?on=%d" % (1 if on else 0))
+
+    def reset(self):
+        """Forget every count and the fail mode (a shared origin between
+        two tests)."""
+        self._post("/reset")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+
+def conf_cache_route(prefix, upstream, ttl=None, host=None, **opts):
+    """A route section with a cache section (ttl: the route's ttl)."""
+    lines = ["route %s {" % prefix]
+    if host is not None:
+        lines.append('  host = "%s"' % host)
+    lines.append("  upstream = %s" % upstream)
+    for k, v in opts.items():
+        lines.append("  %s = %s" % (k, v))
+    lines.append("  cache { %s}" % ("ttl = %s " % ttl if ttl else ""))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def conf_cache(**opts):
+    """The top-level cache section."""
+    return "cache { %s }" % " ".join("%s = %s" % kv for kv in opts.items())
+
+
+def http_request(port, method, target, host="cache.test", headers=(),
+                 body=None, timeout=10.0):
+    """One request on a new connection (Connection: close); the Response
+    has an extra attribute `elapsed` (seconds until it was read whole)."""
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % host]
+    lines += ["%s: %s" % kv for kv in headers]
+    if body is not None:
+        lines.append("Content-Length: %d" % len(body))
+    lines.append("Connection: close")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    t0 = time.monotonic()
+    resp = raw_request(port, data, timeout, method=method)
+    assert resp is not None, "%s %s: closed without a response" % (
+        method, target)
+    resp.elapsed = time.monotonic() - t0
+    return resp
+
+
+def http_get(port, target, **kw):
+    return http_request(port, "GET", target, **kw)
+
+
+def admin_request(port, method, target, timeout=10.0):
+    return http_request(port, method, target, host="admin", timeout=timeout)
+
+
+def admin_stats(port):
+    resp = admin_request(port, "GET", "/stats")
+    assert resp.status == 200, resp
+    return resp.json()
+
+
+def prom_samples(text):
+    """{(name, frozenset(label items)): value} of a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
+        assert m, "bad metrics line %r" % line
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]'
+                                      r'|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def server_side_pid(server_port, client_sock, pids):
+    """Which of pids holds the server end of client_sock, an established
+    connection to 127.0.0.1:server_port (found via /proc/net/tcp and the
+    processes' fd tables); None when none does."""
+    lport = client_sock.getsockname()[1]
+    want_local = "0100007F:%04X" % server_port
+    want_rem = "0100007F:%04X" % lport
+    inode = None
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[1] == want_local and fields[2] == want_rem:
+                inode = fields[9]
+                break
+    if inode is None:
+        return None
+    target = "socket:[%s]" % inode
+    for pid in pids:
+        d = "/proc/%d/fd" % pid
+        try:
+            fds = os.listdir(d)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(os.path.join(d, fd)) == target:
+                    return pid
+            except OSError:
+                continue
+    return None

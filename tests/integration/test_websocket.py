@@ -115,6 +115,7 @@ def test_text_and_binary_echo(wsb, stoa_factory):
                 await ws.send(msg)
                 got = await asyncio.wait_for(ws.recv(), 10)
                 assert type(got) is type(msg) and got == msg
+            await asyncio.wait_for(await ws.ping(b"p1"), 10)   # control
     run(go())
     ups = [s for s in wsb.seen() if s[1] == "/ws"]
     assert ups and ups[0][0] == "GET" and ups[0][2].lower() == "websocket"
