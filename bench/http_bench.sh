@@ -54,7 +54,7 @@ note() { echo "http_bench: $*" >&2; }
 # install_missing: apt-get the packages whose binary is absent, then stop
 # whatever service the packages started (no systemd here: by pid file).
 install_missing() {
-	local pkgs=() svc pidf
+	local pkgs=() pidf
 	[ -x "$NGINX_BIN" ] || pkgs+=(nginx-light)
 	[ -x "$HAPROXY_BIN" ] || pkgs+=(haproxy)
 	[ -x "$VARNISHD_BIN" ] || pkgs+=(varnish)
@@ -132,8 +132,8 @@ EPHEMERAL_LOW=${EPHEMERAL_LOW:-32768}
 [ "$EPHEMERAL_LOW" -gt 12000 ] || EPHEMERAL_LOW=61000
 # free_port: print a TCP port no socket uses and not handed out before.
 free_port() {
-	local p tries
-	for tries in $(seq 200); do
+	local p
+	for _ in $(seq 200); do
 		p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
 		case $USED_PORTS in *" $p "*) continue ;; esac
 		if [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] &&
@@ -463,12 +463,12 @@ done
 # answered from the cache: the body is right, the system's own marker says
 # so where it has one, and no probe request reached the origin.
 check_hit() {
-	local s=$1 url="http://127.0.0.1:${PORT[$1]}/c/obj" h before after i
-	for i in 1 2 3; do curl -s -o /dev/null "$url"; done
+	local s=$1 url="http://127.0.0.1:${PORT[$1]}/c/obj" h before after
+	for _ in 1 2 3; do curl -s -o /dev/null "$url"; done
 	sleep 1.1	# so that Age > 0 where a proxy reports it
 	h=$(curl -s -D - -o "$tmp/$s.body" -H 'X-Bench-Probe: 1' "$url")
 	before=$(wc -l < "$tmp/origin/probe.log")
-	for i in 1 2 3 4 5; do
+	for _ in 1 2 3 4 5; do
 		curl -s -o /dev/null -H 'X-Bench-Probe: 1' "$url"
 	done
 	after=$(wc -l < "$tmp/origin/probe.log")
@@ -528,7 +528,7 @@ tree_ticks() {
 # per_cpu_s: requests per CPU second of the proxy) and keeps the raw output.
 run_wrk() {
 	local name=$1 port=$2 path=$3 pid=${4:-} out a0 a1 b0 b1 rps p99 bad
-	local s0 s1 ns0 ns1
+	local t1 u1 ns0 ns1
 	mkdir -p "$tmp/res" "$tmp/raw"
 	out="$tmp/raw/$name.$round"
 	a0=$(tree_ticks "$pid")

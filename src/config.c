@@ -920,11 +920,14 @@ pp_file(struct ctx *ctx, unsigned file, const char *buf, size_t len)
 			break;
 		case S_LIST_FIRST:
 			if (t.type == T_RBRACE)
-				/* All our lists are address lists. */
+				/* Address lists, but for tls files. */
 				return (pperr(ctx, file, t.line,
-				    "%.*s must name at least one address",
+				    "%.*s must name at least one %s",
 				    (int)(name.end - name.start > 40 ? 40 :
-				    name.end - name.start), buf + name.start));
+				    name.end - name.start), buf + name.start,
+				    tok_is(&lx, &name, "certificate") ||
+				    tok_is(&lx, &name, "key") ? "file" :
+				    "address"));
 			/* FALLTHROUGH */
 		case S_LIST_ELEM:
 			if (t.type != T_WORD && t.type != T_STR)
@@ -1399,8 +1402,8 @@ vcb_route_sec(cfg_t *root, cfg_opt_t *opt)
 
 static cfg_opt_t tls_opts[] = {
 	CFG_STR_LIST("listen", 0, CFGF_NODEFAULT),
-	CFG_STR("certificate", 0, CFGF_NODEFAULT),
-	CFG_STR("key", 0, CFGF_NODEFAULT),
+	CFG_STR_LIST("certificate", 0, CFGF_NODEFAULT),
+	CFG_STR_LIST("key", 0, CFGF_NODEFAULT),
 	CFG_BOOL("http2", cfg_true, CFGF_NONE),
 	CFG_INT_LIST(SEC_KEY, 0, CFGF_NODEFAULT),
 	CFG_END()
@@ -1611,6 +1614,49 @@ get_addrs(struct ctx *ctx, cfg_t *sec, const char *name,
 	return (0);
 }
 
+/*
+ * Copies of the strings of list option name.  *out is an array of *nout
+ * strings (NULL when the option is unset); on ENOMEM the array holds
+ * what was copied so far, counted in *nout, for the caller to free.
+ */
+static int
+get_strs(struct ctx *ctx, cfg_t *sec, const char *name, char ***out,
+    unsigned *nout)
+{
+	unsigned i, n = cfg_size(sec, name);
+	char **a;
+
+	*nout = 0;
+	*out = NULL;
+	if (n == 0)
+		return (0);
+	a = calloc(n, sizeof *a);
+	if (a == NULL) {
+		ctx->oom = true;
+		return (-1);
+	}
+	*out = a;
+	for (i = 0; i < n; i++) {
+		a[i] = xstrdup(ctx, cfg_getnstr(sec, name, i));
+		if (a[i] == NULL)
+			return (-1);
+		(*nout)++;
+	}
+	return (0);
+}
+
+static void
+free_strs(char **a, unsigned n)
+{
+	unsigned i;
+
+	if (a == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(a[i]);
+	free(a);
+}
+
 static unsigned
 nproc(void)
 {
@@ -1628,6 +1674,7 @@ build(struct ctx *ctx, cfg_t *cfg, struct config *c)
 {
 	const char *s, *err;
 	cfg_t *sec, *us;
+	char **keys;
 	unsigned i, n;
 	int idx;
 
@@ -1665,16 +1712,33 @@ build(struct ctx *ctx, cfg_t *cfg, struct config *c)
 		if (get_addrs(ctx, sec, "listen", &c->tls.listen,
 		    &c->tls.nlisten) != 0)
 			return (-1);
-		c->tls.certificate = dup_opt(ctx, sec, "certificate");
-		c->tls.key = dup_opt(ctx, sec, "key");
-		c->tls.http2 = cfg_getbool(sec, "http2") == cfg_true;
-		if (c->tls.nlisten == 0 || c->tls.certificate == NULL ||
-		    c->tls.key == NULL) {
-			seterr_buf(ctx, sec_line(sec), "tls: %s is required",
-			    c->tls.nlisten == 0 ? "listen" :
-			    c->tls.certificate == NULL ? "certificate" : "key");
+		if (get_strs(ctx, sec, "certificate", &c->tls.certificates,
+		    &c->tls.ncerts) != 0)
+			return (-1);
+		/* keys[] is owned by c only when it is as long as
+		 * certificates[]: config_free() counts it with ncerts. */
+		if (get_strs(ctx, sec, "key", &keys, &n) != 0) {
+			free_strs(keys, n);
 			return (-1);
 		}
+		c->tls.http2 = cfg_getbool(sec, "http2") == cfg_true;
+		if (c->tls.nlisten == 0 || c->tls.ncerts == 0 || n == 0) {
+			free_strs(keys, n);
+			seterr_buf(ctx, sec_line(sec), "tls: %s is required",
+			    c->tls.nlisten == 0 ? "listen" :
+			    c->tls.ncerts == 0 ? "certificate" : "key");
+			return (-1);
+		}
+		if (n != c->tls.ncerts) {
+			free_strs(keys, n);
+			seterr_buf(ctx, sec_line(sec), "tls: certificate and "
+			    "key lists differ in length");
+			return (-1);
+		}
+		c->tls.keys = keys;
+		/* Aliases of the first elements, not freed on their own. */
+		c->tls.certificate = c->tls.certificates[0];
+		c->tls.key = c->tls.keys[0];
 	} else
 		c->tls.http2 = true;
 
@@ -1815,8 +1879,9 @@ config_free(struct config *c)
 	free(c->access_log);
 	free(c->user);
 	free_addrs(c->tls.listen, c->tls.nlisten);
-	free(c->tls.certificate);
-	free(c->tls.key);
+	/* tls.certificate and tls.key alias the first elements. */
+	free_strs(c->tls.certificates, c->tls.ncerts);
+	free_strs(c->tls.keys, c->tls.ncerts);
 	free(c->cache.redis);
 	free(c->cache.namespace);
 	for (i = 0; i < c->nupstreams; i++) {

@@ -21,12 +21,15 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
 
 #include "config.h"
 #include "conn.h"
+#include "h2.h"
 #include "http1.h"
 #include "log.h"
 #include "stats.h"
+#include "tls.h"
 #include "util.h"
 #include "vas.h"
 
@@ -49,6 +52,10 @@ conn_linger(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	if (bufferevent_getfd(c->bev) < 0) {
+		conn_close(c);          /* a bufferevent pair: nothing to linger on */
+		return;
+	}
 	c->state = CS_LINGER;
 	(void)shutdown(bufferevent_getfd(c->bev), SHUT_WR);
 	evbuffer_drain(in, evbuffer_get_length(in));
@@ -73,74 +80,44 @@ txn_reset(struct txn *t)
 	t->up_addr[1] = '\0';
 }
 
-struct conn *
-conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
+/* Common part of every conn with a bufferevent: callbacks, lists. */
+static void
+conn_setup(struct worker_env *env, struct conn *c)
 {
-	struct conn *c;
-	int one = 1;
-
-	c = calloc(1, sizeof *c);
-	if (c == NULL) {
-		close(fd);
-		return (NULL);
-	}
-	c->magic = CONN_MAGIC;
-	c->env = env;
-	if (salen > 0 && (size_t)salen <= sizeof c->peer)
-		memcpy(&c->peer, sa, (size_t)salen);
-	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		char buf[64], *e;
-
-		util_addr_str(sa, buf, sizeof buf);
-		/* strip the port (and IPv6 brackets) for X-Forwarded-For */
-		e = strrchr(buf, ':');
-		if (e != NULL)
-			*e = '\0';
-		if (buf[0] == '[') {
-			size_t l = strlen(buf);
-
-			buf[l - 1] = '\0';
-			snprintf(c->peer_ip, sizeof c->peer_ip, "%s", buf + 1);
-		} else
-			snprintf(c->peer_ip, sizeof c->peer_ip, "%s", buf);
-	} else
-		snprintf(c->peer_ip, sizeof c->peer_ip, "unix");
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-
-	c->bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->hdr_timer = evtimer_new(env->base, conn_hdr_timeout, c);
-	c->txn.replay = evbuffer_new();
-	if (c->bev == NULL || c->hdr_timer == NULL || c->txn.replay == NULL) {
-		if (c->bev != NULL)
-			bufferevent_free(c->bev);
-		if (c->partner != NULL)
-			bufferevent_free(c->partner);
-		else
-			close(fd);
-		if (c->hdr_timer != NULL)
-			event_free(c->hdr_timer);
-		if (c->txn.replay != NULL)
-			evbuffer_free(c->txn.replay);
-		free(c);
-		return (NULL);
-	}
 	txn_reset(&c->txn);
 	c->state = CS_HEAD;
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, STOA_LOW_WATER, 0);
-	bufferevent_set_timeouts(c->bev,
-	    env->draining ? &env->tv_drain_linger : &env->tv_client_idle,
-	    &env->tv_client_idle);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&env->conns, c, link);
 	env->nconns++;
-	stats_add(STAT_CONNECTIONS, 1);
-	return (c);
 }
 
-struct conn *
-conn_new_internal(struct worker_env *env, struct bufferevent *bev,
-    const char *peer_ip)
+static void
+peer_ip_of(const struct sockaddr *sa, char *out, size_t len)
+{
+	char buf[64], *e;
+
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) {
+		snprintf(out, len, "unix");
+		return;
+	}
+	util_addr_str(sa, buf, sizeof buf);
+	/* strip the port (and IPv6 brackets) for X-Forwarded-For */
+	e = strrchr(buf, ':');
+	if (e != NULL)
+		*e = '\0';
+	if (buf[0] == '[') {
+		buf[strlen(buf) - 1] = '\0';
+		snprintf(out, len, "%s", buf + 1);
+	} else
+		snprintf(out, len, "%s", buf);
+}
+
+/* A conn owning bev, with its timer and replay buffer; NULL (bev freed)
+ * when out of memory.  The caller finishes it with conn_setup(). */
+static struct conn *
+conn_alloc(struct worker_env *env, struct bufferevent *bev)
 {
 	struct conn *c;
 
@@ -151,8 +128,6 @@ conn_new_internal(struct worker_env *env, struct bufferevent *bev,
 	}
 	c->magic = CONN_MAGIC;
 	c->env = env;
-	c->internal = true;
-	snprintf(c->peer_ip, sizeof c->peer_ip, "%s", peer_ip);
 	c->bev = bev;
 	c->hdr_timer = evtimer_new(env->base, conn_hdr_timeout, c);
 	c->txn.replay = evbuffer_new();
@@ -165,13 +140,82 @@ conn_new_internal(struct worker_env *env, struct bufferevent *bev,
 		free(c);
 		return (NULL);
 	}
-	txn_reset(&c->txn);
-	c->state = CS_HEAD;
-	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, STOA_LOW_WATER, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	TAILQ_INSERT_TAIL(&env->conns, c, link);
-	env->nconns++;
+	return (c);
+}
+
+/* A conn around an existing client bufferevent (plain or TLS). */
+static struct conn *
+conn_new_bev(struct worker_env *env, struct bufferevent *bev,
+    const struct sockaddr *sa, int salen, bool tls)
+{
+	struct conn *c;
+
+	c = conn_alloc(env, bev);
+	if (c == NULL)
+		return (NULL);
+	c->tls = tls;
+	if (salen > 0 && (size_t)salen <= sizeof c->peer)
+		memcpy(&c->peer, sa, (size_t)salen);
+	peer_ip_of(sa, c->peer_ip, sizeof c->peer_ip);
+	bufferevent_set_timeouts(c->bev,
+	    env->draining ? &env->tv_drain_linger : &env->tv_client_idle,
+	    &env->tv_client_idle);
+	conn_setup(env, c);
+	stats_add(STAT_CONNECTIONS, 1);
+	return (c);
+}
+
+struct conn *
+conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
+{
+	struct bufferevent *bev;
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		close(fd);
+		return (NULL);
+	}
+	return (conn_new_bev(env, bev, sa, salen, false));
+}
+
+struct conn *
+conn_new_tls(struct worker_env *env, struct bufferevent *bev,
+    const struct sockaddr *sa, int salen)
+{
+	return (conn_new_bev(env, bev, sa, salen, true));
+}
+
+struct conn *
+conn_new_stream(struct worker_env *env, struct bufferevent *bev,
+    const char *peer_ip, bool tls, void (*on_close)(void *), void *arg)
+{
+	struct conn *c;
+
+	c = conn_new_internal(env, bev, peer_ip);
+	if (c == NULL)
+		return (NULL);
+	c->internal = false;
+	c->h2 = true;
+	c->tls = tls;
+	c->on_close = on_close;
+	c->on_close_arg = arg;
+	return (c);
+}
+
+struct conn *
+conn_new_internal(struct worker_env *env, struct bufferevent *bev,
+    const char *peer_ip)
+{
+	struct conn *c;
+
+	c = conn_alloc(env, bev);
+	if (c == NULL)
+		return (NULL);
+	c->internal = true;
+	snprintf(c->peer_ip, sizeof c->peer_ip, "%s", peer_ip);
+	conn_setup(env, c);
 	return (c);
 }
 
@@ -188,13 +232,21 @@ conn_close(struct conn *c)
 		proxy_abort(c);
 	pcache_txn_end(c);
 	c->state = CS_DEAD;
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	if (c->on_close != NULL) {
+		void (*fn)(void *) = c->on_close;
+
+		c->on_close = NULL;
+		fn(c->on_close_arg);
+	}
+	if (c->bev != NULL) {
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	}
 	evtimer_del(c->hdr_timer);
 	TAILQ_REMOVE(&env->conns, c, link);
 	TAILQ_INSERT_TAIL(&env->graveyard, c, link);
 	env->nconns--;
-	if (!c->internal)
+	if (!c->internal && !c->h2)
 		stats_add(STAT_CONNECTIONS, -1);
 	event_active(env->reaper, EV_TIMEOUT, 0);
 }
@@ -279,6 +331,24 @@ msg_rebase(struct http_msg *m, const char *from, const char *to)
 #undef REBASE
 }
 
+/* The client speaks HTTP/2: hand its socket to h2.c. */
+static void
+conn_to_h2(struct conn *c)
+{
+	struct worker_env *env = c->env;
+	struct bufferevent *bev = c->bev;
+	char ip[sizeof c->peer_ip];
+	bool tls = c->tls;
+
+	memcpy(ip, c->peer_ip, sizeof ip);
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	c->bev = NULL;
+	conn_close(c);
+	(void)h2_start(env, bev, ip, tls);
+}
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 static void
 conn_parse_head(struct conn *c)
 {
@@ -292,6 +362,17 @@ conn_parse_head(struct conn *c)
 	len = evbuffer_get_length(in);
 	if (len == 0)
 		return;
+	if (!c->internal && !c->h2 && c->txn.t_start == 0) {
+		/* h2c with prior knowledge: the first bytes of a connection */
+		size_t k = len < sizeof h2_preface - 1 ? len : sizeof h2_preface - 1;
+		const char *q = (const char *)evbuffer_pullup(in, (ssize_t)k);
+
+		if (q != NULL && memcmp(q, h2_preface, k) == 0) {
+			if (k == sizeof h2_preface - 1)
+				conn_to_h2(c);
+			return;
+		}
+	}
 	max_head = (size_t)env->cfg->limits.max_header_size;
 	n = len < max_head ? len : max_head;
 	if (n < max_head && c->scanned > 0 && c->scanned < n) {
@@ -421,6 +502,12 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TLS handshake done: ALPN decides the protocol */
+		if (c->tls && tls_alpn_h2(bufferevent_openssl_get_ssl(c->bev)))
+			conn_to_h2(c);
+		return;
+	}
 	if (c->state == CS_HEAD && (what & BEV_EVENT_TIMEOUT) &&
 	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
 		/* client_idle passed with a partial head: the header timer

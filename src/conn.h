@@ -34,9 +34,12 @@ struct conn;
 struct cache_store;
 struct cache_obj;
 struct tunnel;
+struct h2conn;
+struct tls_ctx;
 
 TAILQ_HEAD(conn_list, conn);
 TAILQ_HEAD(tunnel_list, tunnel);
+TAILQ_HEAD(h2conn_list, h2conn);
 
 /* Per-worker state every connection can see.  Owned by worker.c. */
 struct worker_env {
@@ -54,6 +57,9 @@ struct worker_env {
 	unsigned                 nconns;
 	struct tunnel_list       tunnels;       /* WebSocket tunnels */
 	unsigned                 ntunnels;
+	struct h2conn_list       h2conns;       /* HTTP/2 client connections */
+	unsigned                 nh2conns;
+	struct tls_ctx          *tls;           /* NULL: no TLS listeners */
 	bool                     draining;
 	struct timeval           tv_client_header;
 	struct timeval           tv_client_idle;
@@ -146,6 +152,10 @@ struct conn {
 	size_t                   head_cap;
 	bool                     internal;      /* background refresh, no client */
 	struct bufferevent      *partner;       /* internal: the pair's other end */
+	bool                     tls;           /* client came over TLS */
+	bool                     h2;            /* an HTTP/2 stream's request */
+	void                   (*on_close)(void *arg);  /* h2 stream hook */
+	void                    *on_close_arg;
 	unsigned                 pending;       /* store callbacks outstanding:
 						 * a closed conn waits for them
 						 * in the graveyard */
@@ -184,6 +194,13 @@ void conn_request_done(struct conn *c);
  * pair holding a synthetic request (cache background refresh). */
 struct conn *conn_new_internal(struct worker_env *env,
     struct bufferevent *bev, const char *peer_ip);
+/* The same for one HTTP/2 stream's request (h2.c): counted like a client
+ * request; on_close(arg) is called once when the conn closes. */
+struct conn *conn_new_stream(struct worker_env *env, struct bufferevent *bev,
+    const char *peer_ip, bool tls, void (*on_close)(void *), void *arg);
+/* An accepted TLS connection (handshake under way on bev). */
+struct conn *conn_new_tls(struct worker_env *env, struct bufferevent *bev,
+    const struct sockaddr *sa, int salen);
 
 /* proxy.c */
 void proxy_start(struct conn *c);          /* head parsed into c->req */

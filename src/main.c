@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "master.h"
+#include "tls.h"
 #include "util.h"
 
 #ifndef SYSCONFDIR
@@ -95,6 +96,18 @@ check_config(const char *path)
 
 	if (load(path, &cfg) != 0)
 		return (1);
+	if (cfg->tls.enabled) {
+		/* certificates and keys must load, as they will at start */
+		char err[1024];
+		struct tls_ctx *t = tls_ctx_new(cfg, NULL, true, err, sizeof err);
+
+		if (t == NULL) {
+			fprintf(stderr, "%s\n", err);
+			config_free(cfg);
+			return (1);
+		}
+		tls_ctx_free(t);
+	}
 	config_free(cfg);
 	printf("stoa: configuration %s is ok\n", path);
 	return (0);

@@ -45,6 +45,7 @@
 #include "log.h"
 #include "master.h"
 #include "stats.h"
+#include "tls.h"
 #include "util.h"
 #include "vas.h"
 #include "worker.h"
@@ -140,6 +141,10 @@ static void logs_give_to_workers(void);
  */
 static struct stats_zone *szone;
 static struct cache_zone *czone;
+static struct tls_keys *tkeys;          /* session tickets, all workers */
+static uint64_t tkeys_rotate_at;
+
+#define TLS_KEY_ROTATE_MS (3600 * 1000)
 
 static bool
 cfg_uses_memory_cache(const struct config *cfg)
@@ -161,6 +166,22 @@ zones_prepare(const struct config *cfg, char *err, size_t errlen)
 		if (szone == NULL)
 			return (-1);
 		stats_attach(szone);
+	}
+	if (cfg->tls.enabled) {
+		struct tls_ctx *t;
+
+		if (tkeys == NULL) {
+			tkeys = tls_keys_create(err, errlen);
+			if (tkeys == NULL)
+				return (-1);
+			tkeys_rotate_at = util_now_ms() + TLS_KEY_ROTATE_MS;
+		}
+		/* certificates are (re-)read here: a broken one keeps the
+		 * old generation on reload and fails a start */
+		t = tls_ctx_new(cfg, tkeys, true, err, errlen);
+		if (t == NULL)
+			return (-1);
+		tls_ctx_free(t);
 	}
 	if (cfg_uses_memory_cache(cfg)) {
 		if (czone == NULL) {
@@ -653,6 +674,7 @@ child_main(struct gen *g, unsigned id)
 	h.admin_fd = g->admin_fd;
 	h.stats_zone = szone;
 	h.cache_zone = czone;
+	h.tls_keys = tkeys;
 	h.id = id;
 	h.generation = g->num;
 	worker_main(&h);
@@ -1085,6 +1107,10 @@ run_timers(uint64_t now)
 			if (mstr.slots[i].pending &&
 			    now >= mstr.slots[i].restart_at)
 				spawn_or_retry(i);
+	if (tkeys != NULL && now >= tkeys_rotate_at) {
+		tls_keys_rotate(tkeys);
+		tkeys_rotate_at = now + TLS_KEY_ROTATE_MS;
+	}
 	if (mstr.wd_interval > 0 && now >= mstr.wd_next) {
 		mstr.wd_next = now + mstr.wd_interval;
 		if (mstr.state == M_RUNNING && all_slots_alive())
@@ -1228,6 +1254,9 @@ master_cleanup(void)
 	if (czone != NULL)
 		cache_zone_destroy(czone);
 	czone = NULL;
+	if (tkeys != NULL)
+		tls_keys_destroy(tkeys);
+	tkeys = NULL;
 	stats_attach(NULL);
 	if (szone != NULL)
 		stats_zone_destroy(szone);

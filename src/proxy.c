@@ -214,7 +214,10 @@ build_request(struct conn *c, struct evbuffer *out)
 		evbuffer_add(out, ", ", 2);
 	}
 	evbuffer_add(out, c->peer_ip, strlen(c->peer_ip));
-	evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
+	if (c->tls)
+		evbuffer_add(out, "\r\nX-Forwarded-Proto: https\r\n", 28);
+	else
+		evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
 	if (m->host != NULL)
 		add_hdr(out, "X-Forwarded-Host", 16, m->host, m->host_len);
 	switch (m->body) {

@@ -18,6 +18,11 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
 
 #include "admin.h"
 #include "balance.h"
@@ -26,8 +31,10 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "h2.h"
 #include "router.h"
 #include "stats.h"
+#include "tls.h"
 #include "tunnel.h"
 #include "upstream.h"
 #include "util.h"
@@ -54,6 +61,13 @@ ms_to_tv(uint64_t ms, struct timeval *tv)
 {
 	tv->tv_sec = (time_t)(ms / 1000);
 	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* Connections counted against max_connections. */
+static unsigned
+worker_nconns(void)
+{
+	return (W.env.nconns + W.env.ntunnels + W.env.nh2conns);
 }
 
 static void
@@ -90,8 +104,43 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	(void)conn_new(&W.env, fd, sa, salen);
-	if (!W.paused && W.env.nconns + W.env.ntunnels >=
-	    W.env.cfg->limits.max_connections) {
+	if (!W.paused && worker_nconns() >= W.env.cfg->limits.max_connections) {
+		W.paused = true;
+		listeners_enable(false);
+	}
+}
+
+/* A connection on a TLS listener: the handshake runs in the bufferevent;
+ * conn.c looks at ALPN when it completes. */
+static void
+accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+	int one = 1;
+
+	(void)l;
+	(void)arg;
+	if (W.env.draining || W.env.tls == NULL) {
+		close(fd);
+		return;
+	}
+	ssl = tls_ssl_new(W.env.tls);
+	if (ssl == NULL) {
+		close(fd);
+		return;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	bev = bufferevent_openssl_socket_new(W.env.base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		close(fd);
+		return;
+	}
+	(void)conn_new_tls(&W.env, bev, sa, salen);
+	if (!W.paused && worker_nconns() >= W.env.cfg->limits.max_connections) {
 		W.paused = true;
 		listeners_enable(false);
 	}
@@ -132,6 +181,7 @@ static void
 worker_exit_check(void)
 {
 	if (W.env.draining && W.env.nconns == 0 && W.env.ntunnels == 0 &&
+	    W.env.nh2conns == 0 &&
 	    TAILQ_EMPTY(&W.env.graveyard))
 		event_base_loopexit(W.env.base, NULL);
 }
@@ -141,7 +191,7 @@ on_conn_freed(struct worker_env *env)
 {
 	(void)env;
 	if (W.paused && !W.env.draining &&
-	    W.env.nconns + W.env.ntunnels < W.env.cfg->limits.max_connections) {
+	    worker_nconns() < W.env.cfg->limits.max_connections) {
 		W.paused = false;
 		listeners_enable(true);
 	}
@@ -188,6 +238,7 @@ worker_drain(void)
 	listeners_free();
 	if (W.admin != NULL)
 		admin_stop(W.admin);
+	h2_drain(&W.env);
 	log_debug("worker %u draining %u connection(s)", W.h->id, W.env.nconns);
 	for (c = TAILQ_FIRST(&W.env.conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
@@ -277,11 +328,14 @@ worker_cleanup(void)
 	listeners_free();
 	W.env.on_conn_freed = NULL;
 	tunnel_close_all(&W.env);
+	h2_close_all(&W.env);
 	while ((c = TAILQ_FIRST(&W.env.conns)) != NULL)
 		conn_close(c);
 	conn_reap(&W.env);
 	if (W.admin != NULL)
 		admin_free(W.admin);
+	if (W.env.tls != NULL)
+		tls_ctx_free(W.env.tls);
 	upstream_pools_free(W.env.pools);
 	if (W.env.store != NULL)
 		cache_memory_store_free(W.env.store);
@@ -326,6 +380,7 @@ worker_main(const struct heritage *h)
 	TAILQ_INIT(&W.env.conns);
 	TAILQ_INIT(&W.env.graveyard);
 	TAILQ_INIT(&W.env.tunnels);
+	TAILQ_INIT(&W.env.h2conns);
 	W.env.on_conn_freed = on_conn_freed;
 	ms_to_tv(cfg->timeouts.client_header, &W.env.tv_client_header);
 	ms_to_tv(cfg->timeouts.client_idle, &W.env.tv_client_idle);
@@ -380,9 +435,31 @@ worker_main(const struct heritage *h)
 	evsignal_add(W.sig_usr1, NULL);
 	evsignal_add(W.sig_hup, NULL);
 
-	W.nlisteners = cfg->nlisten;
+	W.nlisteners = cfg->nlisten + (h->tls_fds != NULL ? cfg->tls.nlisten : 0);
 	W.listeners = calloc(W.nlisteners ? W.nlisteners : 1, sizeof *W.listeners);
 	AN(W.listeners);
+	if (h->tls_fds != NULL && cfg->tls.nlisten > 0) {
+		char err[512];
+
+		W.env.tls = tls_ctx_new(cfg, h->tls_keys, true, err, sizeof err);
+		if (W.env.tls == NULL) {
+			log_err("worker %u: TLS: %s", h->id, err);
+			exit(1);
+		}
+		for (unsigned i = 0; i < cfg->tls.nlisten; i++) {
+			struct evconnlistener *l;
+
+			l = evconnlistener_new(W.env.base, accept_tls_cb, NULL,
+			    LEV_OPT_CLOSE_ON_FREE, -1, h->tls_fds[i]);
+			if (l == NULL) {
+				log_err("worker %u: cannot listen on %s", h->id,
+				    cfg->tls.listen[i].text);
+				exit(1);
+			}
+			evconnlistener_set_error_cb(l, accept_error_cb);
+			W.listeners[cfg->nlisten + i] = l;
+		}
+	}
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
 		W.listeners[i] = evconnlistener_new(W.env.base, accept_cb, NULL,
 		    LEV_OPT_CLOSE_ON_FREE, -1, h->listen_fds[i]);
@@ -401,9 +478,6 @@ worker_main(const struct heritage *h)
 		}
 	}
 	/* Descriptors this worker does not use. */
-	if (h->tls_fds != NULL)
-		for (unsigned i = 0; i < cfg->tls.nlisten; i++)
-			close(h->tls_fds[i]);
 
 	log_debug("worker %u started (generation %u)", h->id, h->generation);
 	(void)event_base_dispatch(W.env.base);

@@ -14,6 +14,7 @@
 struct cache_zone;
 struct config;
 struct stats_zone;
+struct tls_keys;
 
 struct heritage {
 	const struct config *cfg;
@@ -22,6 +23,7 @@ struct heritage {
 	int                  admin_fd;     /* -1 when no admin listener */
 	struct stats_zone   *stats_zone;   /* shared counters */
 	struct cache_zone   *cache_zone;   /* memory cache, or NULL */
+	struct tls_keys     *tls_keys;     /* shared session ticket keys, or NULL */
 	unsigned             id;           /* worker slot 0..workers-1 */
 	unsigned             generation;   /* config generation, 1.. */
 };

@@ -240,6 +240,9 @@ test_spec_example(void **state)
 	    "0.0.0.0:8443");
 	assert_string_equal(c->tls.certificate, "/etc/stoa/tls/cert.pem");
 	assert_string_equal(c->tls.key, "/etc/stoa/tls/key.pem");
+	assert_int_equal(c->tls.ncerts, 1);
+	assert_ptr_equal(c->tls.certificates[0], c->tls.certificate);
+	assert_ptr_equal(c->tls.keys[0], c->tls.key);
 	assert_true(c->tls.http2);
 
 	assert_int_equal(c->timeouts.client_header, 10000);
@@ -701,6 +704,49 @@ test_err_tls_incomplete(void **state)
 	    " key = \"k.pem\"\n}\n", 2, "tls: certificate is required");
 }
 
+static void
+test_tls_lists(void **state)
+{
+	struct config *c;
+
+	c = load_ok(wfile(state, "t.conf",
+	    "tls {\n listen = {\"0.0.0.0:8443\"}\n"
+	    " certificate = {\"a.pem\", \"b.pem\",\n  \"c.pem\"}\n"
+	    " key = {\"a.key\", \"b.key\", \"c.key\"}\n"
+	    " http2 = false\n}\n"));
+	assert_true(c->tls.enabled);
+	assert_int_equal(c->tls.ncerts, 3);
+	assert_string_equal(c->tls.certificates[0], "a.pem");
+	assert_string_equal(c->tls.certificates[1], "b.pem");
+	assert_string_equal(c->tls.certificates[2], "c.pem");
+	assert_string_equal(c->tls.keys[0], "a.key");
+	assert_string_equal(c->tls.keys[1], "b.key");
+	assert_string_equal(c->tls.keys[2], "c.key");
+	assert_ptr_equal(c->tls.certificate, c->tls.certificates[0]);
+	assert_ptr_equal(c->tls.key, c->tls.keys[0]);
+	assert_false(c->tls.http2);
+	config_free(c);
+}
+
+static void
+test_err_tls_lists(void **state)
+{
+	check_err(state, "workers = 1\ntls {\n listen = {\"0.0.0.0:8443\"}\n"
+	    " certificate = {\"a.pem\", \"b.pem\"}\n key = \"a.key\"\n}\n", 2,
+	    "tls: certificate and key lists differ in length");
+	check_err(state, "tls {\n listen = {\"0.0.0.0:8443\"}\n"
+	    " certificate = \"a.pem\"\n key = {\"a.key\", \"b.key\"}\n}\n", 1,
+	    "tls: certificate and key lists differ in length");
+	check_err(state, "tls {\n listen = {\"0.0.0.0:8443\"}\n"
+	    " certificate = {}\n key = \"a.key\"\n}\n", 3,
+	    "certificate must name at least one file");
+	check_err(state, "tls {\n listen = {\"0.0.0.0:8443\"}\n"
+	    " certificate = {\"a.pem\",\n \"\"}\n key = {\"a\", \"b\"}\n}\n", 4,
+	    "tls.certificate must not be empty");
+	check_err(state, "tls {\n listen = {\"0.0.0.0:8443\"}\n"
+	    " certificate = \"a.pem\"\n}\n", 1, "tls: key is required");
+}
+
 /* libconfuse 3.3 counts a line too many after a block comment. */
 static void
 test_block_comment_lines(void **state)
@@ -853,6 +899,8 @@ main(void)
 		T(test_err_route_host),
 		T(test_err_route_without_upstream),
 		T(test_err_tls_incomplete),
+		T(test_tls_lists),
+		T(test_err_tls_lists),
 		T(test_block_comment_lines),
 		T(test_lexical_errors),
 		T(test_reserved_keys),
