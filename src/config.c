@@ -1196,9 +1196,10 @@ vcb_redis(cfg_t *sec, cfg_opt_t *opt)
 {
 	const char *s = last_str(opt);
 
-	if (s == NULL || strncmp(s, "redis://", 8) == 0)
+	if (s == NULL || strncmp(s, "redis://", 8) == 0 ||
+	    strncmp(s, "unix:/", 6) == 0)
 		return (0);
-	cfg_error(sec, "cache.redis: expected a redis:// URL");
+	cfg_error(sec, "cache.redis: expected a redis:// or unix:/path URL");
 	return (-1);
 }
 

@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,7 +243,7 @@ ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 {
 	static char digest[] = "SHA256";
 	struct tls_key keys[TLS_NKEYS];
-	const struct tls_key *key = NULL;
+	struct tls_key *key = NULL;
 	struct tls_ctx *t;
 	OSSL_PARAM params[3];
 	unsigned n, i;
@@ -281,7 +280,7 @@ ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
 		ret = i == 0 ? 1 : 2;
 	}
 	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
-	    (void *)(uintptr_t)key->hmac, sizeof key->hmac);
+	    key->hmac, sizeof key->hmac);
 	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
 	    digest, 0);
 	params[2] = OSSL_PARAM_construct_end();
@@ -434,6 +433,7 @@ static int
 cert_load(struct tls_ctx *t, struct tls_cert *tc, const char *cert,
     const char *key, char *err, size_t errlen)
 {
+	unsigned long e;
 	SSL_CTX *ctx;
 	X509 *x;
 
@@ -466,14 +466,24 @@ cert_load(struct tls_ctx *t, struct tls_cert *tc, const char *cert,
 		ossl_err(err, errlen, cert, "cannot load certificate");
 		return (-1);
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		ossl_err(err, errlen, key, "cannot load key");
-		return (-1);
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ERR_clear_error();
-		(void)snprintf(err, errlen, "%s: key does not match "
-		    "certificate %s", key, cert);
+	/*
+	 * Loading the key checks it against the certificate already; a key
+	 * of another type goes to another slot, where the check finds no
+	 * certificate.
+	 */
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		e = ERR_peek_error();
+		if (e == 0 || (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+		    ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)) ||
+		    (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_NO_CERTIFICATE_ASSIGNED)) {
+			ERR_clear_error();
+			(void)snprintf(err, errlen, "%s: key does not match "
+			    "certificate %s", key, cert);
+		} else
+			ossl_err(err, errlen, key, "cannot load key");
 		return (-1);
 	}
 	x = SSL_CTX_get0_certificate(ctx);

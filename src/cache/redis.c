@@ -170,7 +170,6 @@ struct rop {
 	unsigned                refs;           /* replies due */
 	bool                    done;           /* the caller has been told */
 	bool                    internal;       /* handshake: no caller */
-	bool                    more;           /* clear: SCAN goes on */
 };
 
 struct robj {
@@ -530,7 +529,7 @@ op_new(struct rstore *rs, cache_get_cb *gcb, cache_done_cb *dcb, void *arg)
 	op->tmo = rs->timeout;
 	op->res = CACHE_OK;
 	op->refs = 0;
-	op->done = op->internal = op->more = false;
+	op->done = op->internal = false;
 	return (op);
 }
 
@@ -660,12 +659,14 @@ op_start(struct rop *op, enum rkind kind, const struct rcmd *c)
 	return (true);
 }
 
-/* A further command of a started op.  On failure the op is finished with
- * CACHE_ERROR (it is freed when its earlier replies come back). */
+/*
+ * A further command of a started op: one with replies due, or one whose
+ * reply is being handled (rop_reply() frees it after, when none are due).
+ * On failure the op is finished with CACHE_ERROR.
+ */
 static bool
 op_more(struct rop *op, enum rkind kind, const struct rcmd *c)
 {
-	AN(op->refs);
 	if (op_send(op, kind, c))
 		return (true);
 	if (!op->done)
@@ -827,10 +828,8 @@ reply_scan(struct rop *op, const redisReply *r)
 	}
 	if (!ok)
 		return;
-	if (cur->len == 1 && cur->str[0] == '0') {
-		op->more = false;
-		return;
-	}
+	if (cur->len == 1 && cur->str[0] == '0')
+		return;                 /* done when the UNLINKs are in */
 	rcmd_init(&ce, 6, 0);
 	rcmd_str(&ce, "SCAN");
 	rcmd_arg(&ce, cur->str, cur->len);
@@ -956,7 +955,7 @@ rop_reply(redisAsyncContext *ac, void *r, void *priv)
 	}
 	if (!op->done) {
 		if (reply == NULL) {
-			if (!op->internal)
+			if (!op->internal && !op->rs->closing)
 				rs_note(op->rs, "connection lost");
 			op_finish(op, CACHE_ERROR, 0, NULL);
 		} else
@@ -1360,7 +1359,6 @@ r_clear(struct cache_store *s, cache_done_cb *cb, void *arg)
 		fail_early(rs, NULL, cb, arg);
 		return;
 	}
-	op->more = true;
 	rcmd_init(&c, 6, 0);
 	rcmd_str(&c, "SCAN");
 	rcmd_str(&c, "0");

@@ -142,7 +142,7 @@ HEAD_VECTORS = [
         b"te_two_lines", b"Transfer-Encoding: chunked\r\n"
         b"Transfer-Encoding: x\r\n", b"0\r\n\r\n" + _S(b"te2l"))),
     V("te_quoted", _post(b"te_quoted", b'Transfer-Encoding: "chunked"\r\n',
-                         b"0\r\n\r\n" + _S(b"teq")), 501),
+                         b"0\r\n\r\n" + _S(b"teq"))),
     V("te_vtab", _post(b"te_vtab", b"Transfer-Encoding:\x0bchunked\r\n",
                        b"0\r\n\r\n" + _S(b"tevt"))),
     V("te_obs_fold", _post(b"te_obs_fold", b"Transfer-Encoding:\r\n"
@@ -394,7 +394,7 @@ def test_h2c_upgrade_not_forwarded(smug, rec):
     mark = rec.mark()
     n = rec.nrequests()
     resp, _, _ = send_raw(smug.port, _get(
-        b"h2c", b"Connection: Upgrade, HTTP2-Settings, close\r\n"
+        b"hc", b"Connection: Upgrade, HTTP2-Settings, close\r\n"
         b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"))
     assert resp is not None and resp.status in (200, 400), resp
     raw = b"".join(rec.since(mark)).lower()
@@ -508,7 +508,8 @@ def test_malicious_response_never_desyncs(evil_stoa, evil, name):
         if resp is not None and "body" in exp:
             assert resp.body == exp["body"], resp
         if resp is not None:
-            assert b"EVIL" not in resp.body and b"EVIL" not in resp.raw_head
+            assert b"EVIL" not in resp.raw_head
+            assert exp.get("same_body_ok") or b"EVIL" not in resp.body
         time.sleep(exp.get("wait", 0))
         # same client connection, when stoa kept it open
         if resp is not None and resp.status == 200 and not rc.buf \

@@ -670,6 +670,27 @@ test_err_enums(void **state)
 	    "http2: invalid boolean (use true or false)");
 }
 
+/* cache.redis: redis:// URLs and unix:/path sockets; anything else fails. */
+static void
+test_cache_redis_url(void **state)
+{
+	struct config *c;
+
+	c = load_ok(wfile(state, "r.conf",
+	    "cache {\n backend = redis\n"
+	    " redis = \"unix:/run/redis/redis.sock\"\n}\n"));
+	assert_string_equal(c->cache.redis, "unix:/run/redis/redis.sock");
+	config_free(c);
+	c = load_ok(wfile(state, "r.conf",
+	    "cache {\n redis = \"redis://:pw@10.0.0.1:6380/2\"\n}\n"));
+	assert_string_equal(c->cache.redis, "redis://:pw@10.0.0.1:6380/2");
+	config_free(c);
+	check_err(state, "cache {\n redis = \"unix:redis.sock\"\n}\n", 2,
+	    "cache.redis: expected a redis:// or unix:/path URL");
+	check_err(state, "cache {\n redis = \"http://127.0.0.1:6379\"\n}\n", 2,
+	    "cache.redis: expected a redis:// or unix:/path URL");
+}
+
 static void
 test_err_route_title(void **state)
 {
@@ -895,6 +916,7 @@ main(void)
 		T(test_err_workers),
 		T(test_err_bad_address),
 		T(test_err_enums),
+		T(test_cache_redis_url),
 		T(test_err_route_title),
 		T(test_err_route_host),
 		T(test_err_route_without_upstream),

@@ -11,7 +11,8 @@ contains "EVIL": it must never reach any client.
 
 EVIL[NAME] also says what a client of stoa must see: "status" (None: the
 response may be cut off, or 200/502), "body" (when present, exactly that),
-"method" (the request method, default GET) and "wait" (seconds the test
+"method" (the request method, default GET), "same_body_ok" (the injected
+bytes may be part of this response's own body) and "wait" (seconds the test
 waits before reusing connections, for responses that arrive in pieces).
 """
 
@@ -54,7 +55,9 @@ EVIL = {
     "te_gzip_chunked": dict(status=502, resp=_h(
         OK + b"Transfer-Encoding: gzip, chunked\r\n",
         b"5\r\nhello\r\n0\r\n\r\n" + INJECT)),
-    "te_unknown": dict(status=502, resp=_h(
+    # RFC 9112 §6.3: close-delimited, so the bytes are this response's
+    # body (stoa may also refuse it: the coding cannot be passed on)
+    "te_unknown": dict(status=None, same_body_ok=True, resp=_h(
         OK + b"Transfer-Encoding: xchunked\r\n", b"hello" + INJECT)),
     # garbage heads
     "status_not_digits": dict(status=502, resp=_h(
