@@ -29,7 +29,8 @@ for arg in "$@"; do
 	case $arg in
 	--quick) DUR=2; ROUNDS=1 ;;
 	--instr) MODE=instr ;;
-	-h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+		exit 0 ;;
 	*) echo "http_bench: unknown argument: $arg" >&2; exit 2 ;;
 	esac
 done
@@ -96,11 +97,11 @@ PIDS=()
 
 # Stop every process this script started, by PID: TERM, then KILL.
 cleanup() {
-	local p i alive
+	local p alive
 	for p in "${PIDS[@]}"; do
 		kill -TERM "$p" 2>/dev/null
 	done
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		alive=0
 		for p in "${PIDS[@]}"; do
 			kill -0 "$p" 2>/dev/null && alive=1
@@ -149,8 +150,8 @@ free_port() {
 # wait_http PORT PATH [TENTHS]: wait up to TENTHS/10 s (default 10 s) for
 # an HTTP 200 on PATH.
 wait_http() {
-	local i
-	for i in $(seq "${3:-100}"); do
+	local _
+	for _ in $(seq "${3:-100}"); do
 		[ "$(curl -s -o /dev/null -w '%{http_code}' \
 		    "http://127.0.0.1:$1$2")" = 200 ] && return 0
 		sleep 0.1

@@ -214,7 +214,6 @@ int  pcache_response(struct conn *c, const struct http_msg *r);
 void pcache_body(struct conn *c, struct evbuffer *in, size_t n);
 void pcache_finish(struct conn *c, bool complete); /* store or discard */
 bool pcache_fail(struct conn *c);          /* upstream failed: served stale? */
-void pcache_headers(struct conn *c, struct evbuffer *out); /* X-Cache line */
 void pcache_txn_end(struct conn *c);       /* release what the txn holds */
 void pcache_conn_free(struct conn *c);
 void proxy_client_read(struct conn *c);    /* more request body bytes */

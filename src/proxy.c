@@ -27,6 +27,7 @@
 #include "cache/policy.h"
 #include "config.h"
 #include "conn.h"
+#include "hbuf.h"
 #include "http1.h"
 #include "log.h"
 #include "proxy.h"
@@ -122,22 +123,13 @@ hop_by_hop(const struct http_header *h)
 	}
 }
 
-static void
-add_hdr(struct evbuffer *out, const char *name, size_t nlen,
-    const char *val, size_t vlen)
-{
-	evbuffer_add(out, name, nlen);
-	evbuffer_add(out, ": ", 2);
-	evbuffer_add(out, val, vlen);
-	evbuffer_add(out, "\r\n", 2);
-}
-
 /*
  * Serialize the upstream request head into `out`.  Origin-form target;
  * hop-by-hop headers dropped; Host kept (or taken from an absolute-form
- * target); X-Forwarded-* set; body framing re-declared.
+ * target); X-Forwarded-* set; body framing re-declared.  Returns -1 only
+ * if the head cannot be reserved (out of memory).
  */
-static void
+static int
 build_request(struct conn *c, struct evbuffer *out)
 {
 	const struct http_msg *m = &c->req;
@@ -145,12 +137,15 @@ build_request(struct conn *c, struct evbuffer *out)
 	size_t xfflen[16];
 	unsigned nxff = 0;
 	bool have_host = false;
-	char num[32];
+	struct hbuf b;
 
-	evbuffer_add(out, m->method, m->method_len);
-	evbuffer_add(out, " ", 1);
-	evbuffer_add(out, m->path, m->path_len);
-	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	/* the received head bounds everything we copy from it */
+	if (hb_open(&b, out, m->head_len + strlen(c->peer_ip) + 512) != 0)
+		return (-1);
+	hb_add(&b, m->method, m->method_len);
+	hb_lit(&b, " ");
+	hb_add(&b, m->path, m->path_len);
+	hb_lit(&b, " HTTP/1.1\r\n");
 	for (unsigned i = 0; i < m->nhdr; i++) {
 		const struct http_header *h = &m->hdr[i];
 
@@ -190,49 +185,51 @@ build_request(struct conn *c, struct evbuffer *out)
 		}
 		if (m->nhdr > 1 && conn_named(m, h))
 			continue;
-		add_hdr(out, h->name, h->name_len, h->value, h->value_len);
+		hb_hdr(&b, h->name, h->name_len, h->value, h->value_len);
 	}
 	if (m->authority != NULL) {
-		add_hdr(out, "Host", 4, m->authority, m->authority_len);
+		hb_hdr(&b, "Host", 4, m->authority, m->authority_len);
 		have_host = true;
 	}
 	if (!have_host) {
 		/* HTTP/1.0 client without Host: name the upstream server */
 		const char *a = c->env->cfg->upstreams[txn_route(c)->upstream].servers[0].text;
 
-		add_hdr(out, "Host", 4, a, strlen(a));
+		hb_hdr(&b, "Host", 4, a, strlen(a));
 	}
 	if (c->txn.ws) {
 		const struct http_header *u = http_find(m, "Upgrade");
 
-		evbuffer_add(out, "Connection: Upgrade\r\n", 21);
-		add_hdr(out, "Upgrade", 7, u->value, u->value_len);
+		hb_lit(&b, "Connection: Upgrade\r\n");
+		hb_hdr(&b, "Upgrade", 7, u->value, u->value_len);
 	}
-	evbuffer_add(out, "X-Forwarded-For: ", 17);
+	hb_lit(&b, "X-Forwarded-For: ");
 	for (unsigned i = 0; i < nxff; i++) {
-		evbuffer_add(out, xff[i], xfflen[i]);
-		evbuffer_add(out, ", ", 2);
+		hb_add(&b, xff[i], xfflen[i]);
+		hb_lit(&b, ", ");
 	}
-	evbuffer_add(out, c->peer_ip, strlen(c->peer_ip));
+	hb_str(&b, c->peer_ip);
 	if (c->tls)
-		evbuffer_add(out, "\r\nX-Forwarded-Proto: https\r\n", 28);
+		hb_lit(&b, "\r\nX-Forwarded-Proto: https\r\n");
 	else
-		evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
+		hb_lit(&b, "\r\nX-Forwarded-Proto: http\r\n");
 	if (m->host != NULL)
-		add_hdr(out, "X-Forwarded-Host", 16, m->host, m->host_len);
+		hb_hdr(&b, "X-Forwarded-Host", 16, m->host, m->host_len);
 	switch (m->body) {
 	case HTTP_BODY_LENGTH:
-		add_hdr(out, "Content-Length", 14, num,
-		    (size_t)snprintf(num, sizeof num, "%llu",
-		    (unsigned long long)m->content_length));
+		hb_lit(&b, "Content-Length: ");
+		hb_u64(&b, m->content_length);
+		hb_lit(&b, "\r\n");
 		break;
 	case HTTP_BODY_CHUNKED:
-		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+		hb_lit(&b, "Transfer-Encoding: chunked\r\n");
 		break;
 	default:
 		break;
 	}
-	evbuffer_add(out, "\r\n", 2);
+	hb_lit(&b, "\r\n");
+	/* cannot overflow: every piece is bounded by head_len or above */
+	return (hb_close(&b));
 }
 
 /* ---- failures -------------------------------------------------------- */
@@ -501,7 +498,10 @@ proxy_forward(struct conn *c)
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	t->replayable = http_method_idempotent(m->meth) &&
 	    (m->body != HTTP_BODY_LENGTH || m->content_length <= STOA_REPLAY_MAX);
-	build_request(c, t->replay);
+	if (build_request(c, t->replay) != 0) {
+		conn_send_error(c, 500, true);
+		return;
+	}
 	proxy_connect(c);
 }
 
@@ -596,20 +596,22 @@ proxy_retry_or_fail(struct conn *c, bool stale, int status)
 
 /* ---- response: upstream → client -------------------------------------- */
 
-static void
+static int
 build_response(struct conn *c, const struct http_msg *r, struct evbuffer *out)
 {
 	struct txn *t = &c->txn;
+	struct hbuf b;
 
-	evbuffer_add_printf(out, "HTTP/1.1 %d ", r->status);
+	if (hb_open(&b, out, r->head_len + 256) != 0)
+		return (-1);
+	hb_lit(&b, "HTTP/1.1 ");
+	hb_u64(&b, (uint64_t)r->status);
+	hb_lit(&b, " ");
 	if (r->reason_len > 0)
-		evbuffer_add(out, r->reason, r->reason_len);
-	else {
-		const char *rs = http_reason(r->status);
-
-		evbuffer_add(out, rs, strlen(rs));
-	}
-	evbuffer_add(out, "\r\n", 2);
+		hb_add(&b, r->reason, r->reason_len);
+	else
+		hb_str(&b, http_reason(r->status));
+	hb_lit(&b, "\r\n");
 	for (unsigned i = 0; i < r->nhdr; i++) {
 		const struct http_header *h = &r->hdr[i];
 
@@ -623,24 +625,29 @@ build_response(struct conn *c, const struct http_msg *r, struct evbuffer *out)
 		if (t->cache_st != CACHE_ST_NONE && (NAME_IS(h, "Surrogate-Key") ||
 		    NAME_IS(h, "X-Cache")))
 			continue;
-		add_hdr(out, h->name, h->name_len, h->value, h->value_len);
+		hb_hdr(&b, h->name, h->name_len, h->value, h->value_len);
 	}
-	pcache_headers(c, out);
+	if (t->cache_st != CACHE_ST_NONE) {
+		hb_lit(&b, "X-Cache: ");
+		hb_str(&b, policy_xcache((enum cache_status)t->cache_st));
+		hb_lit(&b, "\r\n");
+	}
 	if (r->status == 101) {
 		const struct http_header *u = http_find(r, "Upgrade");
 
-		add_hdr(out, "Upgrade", 7, u->value, u->value_len);
-		evbuffer_add(out, "Connection: Upgrade\r\n\r\n", 23);
-		return;
+		hb_hdr(&b, "Upgrade", 7, u->value, u->value_len);
+		hb_lit(&b, "Connection: Upgrade\r\n\r\n");
+		return (hb_close(&b));
 	}
 	if (t->chunk_out)
-		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+		hb_lit(&b, "Transfer-Encoding: chunked\r\n");
 	if (t->close_after || !c->keep_alive || c->env->draining)
-		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+		hb_lit(&b, "Connection: close\r\n\r\n");
 	else if (c->req.minor == 0)
-		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+		hb_lit(&b, "Connection: keep-alive\r\n\r\n");
 	else
-		evbuffer_add(out, "\r\n", 2);
+		hb_lit(&b, "\r\n");
+	return (hb_close(&b));
 }
 
 /* The response is complete: give back the upstream, finish the request. */
@@ -769,7 +776,9 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 					return (-1);
 				}
 				t->status = 101;
-				build_response(c, &r, bufferevent_get_output(c->bev));
+				if (build_response(c, &r,
+				    bufferevent_get_output(c->bev)) != 0)
+					return (-1);
 				evbuffer_drain(in, (size_t)rc);
 				t->head_sent = true;
 				return (2);
@@ -816,7 +825,8 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 			t->close_after = true;
 		break;
 	}
-	build_response(c, &r, bufferevent_get_output(c->bev));
+	if (build_response(c, &r, bufferevent_get_output(c->bev)) != 0)
+		return (-1);
 	evbuffer_drain(in, (size_t)rc);
 	t->head_sent = true;
 	return (1);

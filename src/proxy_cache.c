@@ -26,6 +26,7 @@
 #include "cache/policy.h"
 #include "config.h"
 #include "conn.h"
+#include "hbuf.h"
 #include "log.h"
 #include "stats.h"
 #include "util.h"
@@ -110,25 +111,41 @@ serve_obj(struct conn *c, struct cache_obj *obj, enum cache_status st,
 	struct txn *t = &c->txn;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	uint64_t now = util_epoch_ms();
+	struct hbuf b;
 
 	if (count)
 		set_status(c, st);
 	else
 		t->cache_st = (int)st;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", obj->status,
-	    http_reason(obj->status));
-	evbuffer_add(out, obj->headers, obj->headers_len);
-	if (obj->status != 204)
-		evbuffer_add_printf(out, "Content-Length: %zu\r\n", obj->body_len);
-	evbuffer_add_printf(out, "Age: %llu\r\nX-Cache: %s\r\n",
-	    (unsigned long long)policy_age(obj, now), policy_xcache(st));
-	if (!t->req_body.done || !c->keep_alive || c->env->draining) {
+	if (!t->req_body.done || !c->keep_alive || c->env->draining)
 		t->close_after = true;
-		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
-	} else if (c->req.minor == 0)
-		evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+	if (hb_open(&b, out, obj->headers_len + 256) != 0) {
+		obj_release(obj);
+		conn_close(c);
+		return;
+	}
+	hb_lit(&b, "HTTP/1.1 ");
+	hb_u64(&b, (uint64_t)obj->status);
+	hb_lit(&b, " ");
+	hb_str(&b, http_reason(obj->status));
+	hb_lit(&b, "\r\n");
+	hb_add(&b, obj->headers, obj->headers_len);
+	if (obj->status != 204) {
+		hb_lit(&b, "Content-Length: ");
+		hb_u64(&b, obj->body_len);
+		hb_lit(&b, "\r\n");
+	}
+	hb_lit(&b, "Age: ");
+	hb_u64(&b, policy_age(obj, now));
+	hb_lit(&b, "\r\nX-Cache: ");
+	hb_str(&b, policy_xcache(st));
+	if (t->close_after)
+		hb_lit(&b, "\r\nConnection: close\r\n\r\n");
+	else if (c->req.minor == 0)
+		hb_lit(&b, "\r\nConnection: keep-alive\r\n\r\n");
 	else
-		evbuffer_add(out, "\r\n", 2);
+		hb_lit(&b, "\r\n\r\n");
+	(void)hb_close(&b);     /* sized from the stored headers: fits */
 	t->status = obj->status;
 	if (c->req.meth != HTTP_M_HEAD && obj->body_len > 0) {
 		t->bytes_out = obj->body_len;
@@ -685,15 +702,6 @@ pcache_fail(struct conn *c)
 	/* it was counted as EXPIRED when the lookup found it */
 	serve_obj(c, obj, CACHE_ST_STALE, false);
 	return (true);
-}
-
-void
-pcache_headers(struct conn *c, struct evbuffer *out)
-{
-	const char *v = policy_xcache((enum cache_status)c->txn.cache_st);
-
-	if (v != NULL)
-		evbuffer_add_printf(out, "X-Cache: %s\r\n", v);
 }
 
 void

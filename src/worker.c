@@ -28,6 +28,7 @@
 #include "balance.h"
 #include "cache/cache.h"
 #include "cache/memory.h"
+#include "cache/redis.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -272,6 +273,21 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+static bool
+h_is_redis(const struct config *cfg)
+{
+	return (cfg->cache.backend == CACHE_BACKEND_REDIS);
+}
+
+static bool
+cfg_caches(const struct config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nroutes; i++)
+		if (cfg->routes[i].cache)
+			return (true);
+	return (false);
+}
+
 /* Stats slots of this generation's routes and servers (found by name, so
  * counters carry over a reload). */
 static int
@@ -331,14 +347,21 @@ worker_cleanup(void)
 	h2_close_all(&W.env);
 	while ((c = TAILQ_FIRST(&W.env.conns)) != NULL)
 		conn_close(c);
+	/* a network store answers what is pending before it goes; then
+	 * every closed conn can be freed */
+	if (W.env.store != NULL) {
+		if (h_is_redis(W.env.cfg))
+			cache_redis_store_free(W.env.store);
+		else
+			cache_memory_store_free(W.env.store);
+		W.env.store = NULL;
+	}
 	conn_reap(&W.env);
 	if (W.admin != NULL)
 		admin_free(W.admin);
 	if (W.env.tls != NULL)
 		tls_ctx_free(W.env.tls);
 	upstream_pools_free(W.env.pools);
-	if (W.env.store != NULL)
-		cache_memory_store_free(W.env.store);
 	slots_free();
 	balance_free(W.env.bal);
 	router_free(W.env.router);
@@ -394,6 +417,17 @@ worker_main(const struct heritage *h)
 		W.env.store = cache_memory_store(h->cache_zone);
 		if (W.env.store == NULL) {
 			log_err("worker %u: cannot attach the cache zone", h->id);
+			exit(1);
+		}
+	} else if (cfg->cache.backend == CACHE_BACKEND_REDIS && cfg_caches(cfg)) {
+		char err[512];
+
+		/* connects in the background; until then lookups BYPASS */
+		W.env.store = cache_redis_store(W.env.base, cfg->cache.redis,
+		    cfg->cache.namespace, cfg->cache.redis_timeout,
+		    cfg->cache.max_object_size, err, sizeof err);
+		if (W.env.store == NULL) {
+			log_err("worker %u: cache.redis: %s", h->id, err);
 			exit(1);
 		}
 	}

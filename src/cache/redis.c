@@ -1237,10 +1237,14 @@ r_put(struct cache_store *s, const char *key, size_t klen,
 	blen = body_len(p);
 	vlen = sat_add(sat_add(VAL_FIXED, p->headers_len), blen);
 	if ((rs->max_obj != 0 && blen > rs->max_obj) ||
-	    p->headers_len > HEADERS_MAX || vlen > VALUE_MAX ||
-	    p->status < 100 || p->status > 999) {
+	    p->headers_len > HEADERS_MAX || vlen > VALUE_MAX) {
 		if (cb != NULL)
 			cb(arg, CACHE_TOO_BIG, 0);
+		return;
+	}
+	if (p->status < 100 || p->status > 999) {
+		/* Not representable (val_decode() would refuse it). */
+		fail_early(rs, NULL, cb, arg);
 		return;
 	}
 	life = life_of(p->ttl, p->swr, p->sie);

@@ -593,3 +593,181 @@ def server_side_pid(server_port, client_sock, pids):
             except OSError:
                 continue
     return None
+
+
+# ------------------------------------------------------------- TLS, HTTP/2
+# (test_tls.py, test_h2.py, test_h2_floods.py)
+
+def run_openssl(*args, timeout=30.0, stdin=None):
+    """Run the openssl CLI; return its CompletedProcess (never raises on a
+    non-zero exit)."""
+    return subprocess.run(["openssl"] + list(args), capture_output=True,
+                          timeout=timeout, input=stdin)
+
+
+class Pki:
+    """A throw-away CA and server certificates made with the openssl CLI
+    (EC P-256, valid two days) in directory; issue() adds certificates."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.ca = os.path.join(directory, "ca.pem")
+        self.ca_key = os.path.join(directory, "ca.key")
+        self._check(run_openssl(
+            "req", "-x509", "-newkey", "ec",
+            "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+            "-subj", "/CN=stoa test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign"))
+
+    @staticmethod
+    def _check(cp):
+        if cp.returncode != 0:
+            raise AssertionError("openssl failed: %s" % cp.stderr.decode(
+                "utf-8", "replace"))
+
+    def issue(self, name, dns, cn=None):
+        """A server certificate for the DNS names dns (list), signed by the
+        CA, written as name.pem and name.key; returns (cert, key)."""
+        cert = os.path.join(self.dir, name + ".pem")
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        ext = os.path.join(self.dir, name + ".ext")
+        self._check(run_openssl(
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", key, "-out", csr,
+            "-subj", "/CN=%s" % (cn or dns[0])))
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n"
+                    % ",".join("DNS:" + d for d in dns))
+        self._check(run_openssl(
+            "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+            "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext))
+        return cert, key
+
+    def client_context(self, alpn=("h2", "http/1.1")):
+        """An ssl.SSLContext that trusts only this CA."""
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        return ctx
+
+
+def conf_tls(port, pairs, http2=None):
+    """A tls section listening on 127.0.0.1:port; pairs: [(cert, key)]."""
+    certs = ", ".join('"%s"' % c for c, _ in pairs)
+    keys = ", ".join('"%s"' % k for _, k in pairs)
+    s = ('tls {\n  listen = {"127.0.0.1:%d"}\n  certificate = {%s}\n'
+         '  key = {%s}\n' % (port, certs, keys))
+    if http2 is not None:
+        s += "  http2 = %s\n" % ("true" if http2 else "false")
+    return s + "}\n"
+
+
+def curl(*args, timeout=30.0):
+    """Run curl -sS with --max-time; returns the CompletedProcess."""
+    return subprocess.run(["curl", "-sS", "--max-time", "%g" % timeout]
+                          + list(args), capture_output=True,
+                          timeout=timeout + 10)
+
+
+class H2Client:
+    """A blocking HTTP/2 client on the h2 library: cleartext prior
+    knowledge (ctx None) or TLS with ALPN h2 (ctx from Pki.client_context,
+    server_name for SNI).  Every read has a deadline."""
+
+    def __init__(self, port, ctx=None, server_name="a.test", timeout=10.0,
+                 authority=None):
+        import h2.config
+        import h2.connection
+        self.timeout = timeout
+        sock = socket.create_connection(("127.0.0.1", port), timeout)
+        if ctx is not None:
+            sock = ctx.wrap_socket(sock, server_hostname=server_name)
+            assert sock.selected_alpn_protocol() == "h2", \
+                sock.selected_alpn_protocol()
+        self.sock = sock
+        self.scheme = "https" if ctx is not None else "http"
+        self.authority = authority or "%s:%d" % (server_name, port)
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True,
+                                      header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(16 << 20)
+        self.sock.sendall(self.conn.data_to_send())
+        self.closed = None           # ConnectionTerminated event, or "EOF"
+
+    def start(self, path, method="GET", headers=(), body=None):
+        """Open a stream; returns its id (the body is sent whole: keep it
+        within the peer's window)."""
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", method), (":scheme", self.scheme),
+                (":path", path), (":authority", self.authority)]
+        hdrs += list(headers)
+        self.conn.send_headers(sid, hdrs, end_stream=body is None)
+        if body is not None:
+            step = self.conn.max_outbound_frame_size
+            for off in range(0, len(body), step):
+                self.conn.send_data(sid, body[off:off + step])
+            self.conn.end_stream(sid)
+        self.sock.sendall(self.conn.data_to_send())
+        return sid
+
+    def wait(self, sids):
+        """{sid: (status, {header: value}, body) or ("reset", code)} once
+        every stream in sids ended (AssertionError on timeout or close)."""
+        import h2.events
+        want = set(sids)
+        out, heads, bodies = {}, {}, {}
+        deadline = time.monotonic() + self.timeout
+        while not want <= set(out):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("h2: streams %s unfinished"
+                                     % sorted(want - set(out)))
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self.closed = self.closed or "EOF"
+                raise AssertionError("h2: connection closed (%s), streams %s "
+                                     "unfinished" % (self.closed,
+                                                     sorted(want - set(out))))
+            for ev in self.conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    heads[ev.stream_id] = dict(ev.headers)
+                elif isinstance(ev, h2.events.DataReceived):
+                    bodies.setdefault(ev.stream_id, []).append(ev.data)
+                    self.conn.acknowledge_received_data(
+                        ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    h = heads.get(ev.stream_id, {})
+                    out[ev.stream_id] = (int(h.get(":status", 0)), h,
+                                         b"".join(bodies.pop(ev.stream_id,
+                                                             [])))
+                elif isinstance(ev, h2.events.StreamReset):
+                    out[ev.stream_id] = ("reset", ev.error_code)
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    self.closed = ev
+            pending = self.conn.data_to_send()
+            if pending:
+                self.sock.sendall(pending)
+        return out
+
+    def request(self, path, **kw):
+        """(status, headers, body) of one request."""
+        sid = self.start(path, **kw)
+        return self.wait([sid])[sid]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

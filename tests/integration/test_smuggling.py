@@ -471,9 +471,11 @@ def evil_stoa(evil):
 
 
 def _normal_ok(conn_or_port, tag, close=False):
-    """A normal request (on a RawConn, or a new connection to a port) gets
-    exactly the origin's answer to that request."""
+    """A normal request (on a RawConn, or a new connection to a port, then
+    with Connection: close) gets exactly the origin's answer to it."""
     target = b"/ok/%s-%d" % (tag, int(time.monotonic() * 1e6))
+    if isinstance(conn_or_port, int):
+        close = True
     data = (b"GET %s HTTP/1.1\r\nHost: smug.test\r\n%s\r\n"
             % (target, b"Connection: close\r\n" if close else b""))
     if isinstance(conn_or_port, int):
@@ -484,6 +486,16 @@ def _normal_ok(conn_or_port, tag, close=False):
     assert resp is not None and resp.status == 200, resp
     assert resp.body == evil_origin.normal_body(target), resp.body
     return resp
+
+
+def test_upstream_pool_is_reused(evil_stoa, evil):
+    """The desync tests below mean something only if stoa reuses pooled
+    upstream connections: sequential requests share one connection."""
+    _normal_ok(evil_stoa.port, b"pool0")
+    before = len(evil.conns)
+    for i in range(5):
+        _normal_ok(evil_stoa.port, b"pool%d" % (i + 1))
+    assert len(evil.conns) - before <= 1
 
 
 @pytest.mark.parametrize("name", sorted(evil_origin.EVIL))
@@ -519,4 +531,4 @@ def test_malicious_response_never_desyncs(evil_stoa, evil, name):
         assert b"EVIL" not in rc.buf
     # other client connections, reusing the pool
     for i in range(4):
-        _normal_ok(st.port, b"other-%s-%d" % (name.encode(), i), close=True)
+        _normal_ok(st.port, b"other-%s-%d" % (name.encode(), i))

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -131,6 +132,8 @@ server_start(void)
 	srv.pid = fork();
 	assert_true(srv.pid >= 0);
 	if (srv.pid == 0) {
+		/* Should this test crash, the server goes with it. */
+		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 		fd = open("/dev/null", O_RDWR);
 		if (fd >= 0) {
 			dup2(fd, 0);
@@ -1036,6 +1039,12 @@ test_slow_redis(void **state)
 	    .status = 200, .ttl = 1000 }, done_cb, &d);
 	expect_rc(do_done(f, &d), CACHE_ERROR);
 	assert_int_equal(errors_of(s), e0 + 6);
+	/* Three timeouts in a row dropped each connection: nothing piles
+	 * up behind a frozen Redis, operations now fail at once. */
+	t0 = util_now_ms();
+	expect_rc(do_get(f, s, "stoa:GET:h:/slow", util_epoch_ms(), NULL),
+	    CACHE_ERROR);
+	assert_true(util_now_ms() - t0 < 50);
 	assert_int_equal(kill(srv.pid, SIGCONT), 0);
 	/* Late replies are dropped: nobody is called twice. */
 	run_for(f->base, 300);

@@ -57,8 +57,8 @@ EVIL = {
         b"5\r\nhello\r\n0\r\n\r\n" + INJECT)),
     # RFC 9112 §6.3: close-delimited, so the bytes are this response's
     # body (stoa may also refuse it: the coding cannot be passed on)
-    "te_unknown": dict(status=None, same_body_ok=True, resp=_h(
-        OK + b"Transfer-Encoding: xchunked\r\n", b"hello" + INJECT)),
+    "te_unknown": dict(status=None, same_body_ok=True, resp=[_h(
+        OK + b"Transfer-Encoding: xchunked\r\n", b"hello" + INJECT), CLOSE]),
     # garbage heads
     "status_not_digits": dict(status=502, resp=_h(
         b"HTTP/1.1 2OO OK\r\nContent-Length: 5\r\n", b"hello" + INJECT)),
