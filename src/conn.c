@@ -445,8 +445,11 @@ again:
 	evbuffer_drain(in, (size_t)rc);
 	c->keep_alive = c->req.keep_alive && !env->draining;
 	c->state = CS_PROXY;
-	/* Body reads and response writes: no progress for client_idle → close. */
-	bufferevent_set_timeouts(c->bev, &env->tv_client_idle, &env->tv_client_idle);
+	/* Body reads and response writes: no progress for client_idle → close
+	 * (already so, unless a drain shortened the idle wait). */
+	if (env->draining)
+		bufferevent_set_timeouts(c->bev, &env->tv_client_idle,
+		    &env->tv_client_idle);
 	proxy_start(c);
 }
 
@@ -708,7 +711,7 @@ conn_request_done(struct conn *c)
 	}
 	c->state = CS_HEAD;
 	c->req.method = NULL;
-	bufferevent_set_timeouts(c->bev, &env->tv_client_idle, &env->tv_client_idle);
+	/* the timeouts are still client_idle both ways (set at accept) */
 	bufferevent_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(in) != 0)
 		bufferevent_trigger(c->bev, EV_READ,

@@ -540,11 +540,12 @@ proxy_connect(struct conn *c)
 	snprintf(t->up_addr, sizeof t->up_addr, "%s", upconn_addr(uc));
 	bufferevent_setcb(uc->bev, up_readcb, up_writecb, up_eventcb, c);
 	bufferevent_setwatermark(uc->bev, EV_WRITE, STOA_LOW_WATER, 0);
-	if (uc->connected)
-		bufferevent_set_timeouts(uc->bev,
-		    t->req_body.done ? &env->tv_upstream_read : NULL,
-		    &env->tv_upstream_read);
-	else
+	if (uc->connected) {
+		/* with the body complete, req_body_complete() sets them */
+		if (!t->req_body.done)
+			bufferevent_set_timeouts(uc->bev, NULL,
+			    &env->tv_upstream_read);
+	} else
 		bufferevent_set_timeouts(uc->bev, NULL, &env->tv_upstream_connect);
 	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
 
