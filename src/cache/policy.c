@@ -209,11 +209,33 @@ policy_xcache(enum cache_status st)
 bool
 policy_request_cacheable(const struct http_msg *req)
 {
+	/*
+	 * Request headers that common frameworks obey to change what they
+	 * render (the URL, the method, the scheme, host or prefix of links)
+	 * but that are not part of the key: a response made under one of
+	 * them must neither be stored for nor served to other clients.
+	 * X-Forwarded-For/-Proto/-Host are replaced by stoa, not listed.
+	 */
+	static const char *const unkeyed[] = {
+		"Forwarded", "X-Host", "X-Forwarded-Server", "X-Forwarded-Scheme",
+		"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Original-Host",
+		"X-Original-URL", "X-Rewrite-URL", "X-HTTP-Method-Override",
+		"X-HTTP-Method", "X-Method-Override",
+	};
 
 	AN(req);
 	if (req->meth != HTTP_M_GET && req->meth != HTTP_M_HEAD)
 		return (false);
-	return (http_find(req, "Authorization") == NULL);
+	/* a "fat" GET: the body is not in the key either */
+	if (req->body == HTTP_BODY_CHUNKED ||
+	    (req->body == HTTP_BODY_LENGTH && req->content_length > 0))
+		return (false);
+	for (size_t i = 0; i < sizeof unkeyed / sizeof unkeyed[0]; i++)
+		if (http_find(req, unkeyed[i]) != NULL)
+			return (false);
+	/* credentials: the answer may be personal (Varnish's default too) */
+	return (http_find(req, "Authorization") == NULL &&
+	    http_find(req, "Cookie") == NULL);
 }
 
 /* Take n bytes out of *left; false when they are not there. */

@@ -31,7 +31,11 @@ enum cache_status {
 
 const char *policy_xcache(enum cache_status st);   /* "HIT"... ; NULL for NONE */
 
-/* GET or HEAD, and no Authorization header. */
+/* GET or HEAD, no body, no Authorization or Cookie header (as Varnish's
+ * built-in policy: the answer may be personal), and none of the request
+ * headers frameworks use to override the URL, method, host or scheme
+ * (X-Original-URL, X-HTTP-Method-Override, Forwarded... see policy.c):
+ * those requests BYPASS the cache. */
 bool policy_request_cacheable(const struct http_msg *req);
 
 /*

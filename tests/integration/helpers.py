@@ -700,14 +700,16 @@ class H2Client:
         self.sock.sendall(self.conn.data_to_send())
         self.closed = None           # ConnectionTerminated event, or "EOF"
 
-    def start(self, path, method="GET", headers=(), body=None):
+    def start(self, path, method="GET", headers=(), body=None, more=False):
         """Open a stream; returns its id (the body is sent whole: keep it
-        within the peer's window)."""
+        within the peer's window).  more: leave the stream open for
+        DATA the caller sends itself (self.conn)."""
         sid = self.conn.get_next_available_stream_id()
         hdrs = [(":method", method), (":scheme", self.scheme),
                 (":path", path), (":authority", self.authority)]
         hdrs += list(headers)
-        self.conn.send_headers(sid, hdrs, end_stream=body is None)
+        self.conn.send_headers(sid, hdrs, end_stream=body is None
+                               and not more)
         if body is not None:
             step = self.conn.max_outbound_frame_size
             for off in range(0, len(body), step):

@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 
@@ -21,7 +23,8 @@ import pytest
 
 from helpers import (Backend, CacheOrigin, H2Client, Pki, conf_cache_route,
                      conf_route, conf_tls, conf_upstream, curl, free_port,
-                     pattern_chunks, pattern_crc, port_accepts, wait_until)
+                     pattern_chunks, pattern_crc, port_accepts, vm_rss_kb,
+                     wait_until)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="openssl CLI not installed")
@@ -259,6 +262,81 @@ def test_body_over_max_body_size_is_413_over_h2(h2_stoa, pki, tmpdir_short):
               "-o", "/dev/null", "-w", "%{response_code}",
               https(s, "/sink"), timeout=20)
     assert cp.stdout == b"413", (cp.stdout, cp.stderr)
+
+
+class StalledOrigin:
+    """An origin that accepts connections and never reads from them (small
+    receive buffers), in a thread; stop() closes everything."""
+
+    def __init__(self):
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.srv.settimeout(0.1)
+        self.addr = "127.0.0.1:%d" % self.srv.getsockname()[1]
+        self.conns = []
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.srv.accept()
+                self.conns.append(c)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def stop(self):
+        self.done.set()
+        self.t.join(5)
+        for c in self.conns + [self.srv]:
+            c.close()
+
+
+def test_upload_to_a_stalled_origin_is_flow_controlled(stoa_factory):
+    """Request DATA is acknowledged only as the upstream takes it: a client
+    honouring its window can push little more than the buffers hold."""
+    origin = StalledOrigin()
+    try:
+        s = stoa_factory(conf_upstream("app", [origin.addr])
+                         + conf_route("/", "app"), workers=1,
+                         limits={"max_body_size": "1g"})
+        worker = s.worker_pids()[0]
+        rss0 = vm_rss_kb(worker)
+        c = H2Client(s.port, None)
+        try:
+            sid = c.start("/upload", method="POST", more=True)
+            sent, chunk = 0, b"u" * 16384
+            t_end = time.monotonic() + 1.5
+            while time.monotonic() < t_end:
+                w = min(c.conn.local_flow_control_window(sid), len(chunk))
+                if w > 0:
+                    c.conn.send_data(sid, chunk[:w])
+                    c.sock.sendall(c.conn.data_to_send())
+                    sent += w
+                    continue
+                c.sock.settimeout(0.05)
+                try:
+                    d = c.sock.recv(65536)
+                except socket.timeout:
+                    continue
+                assert d, "stoa closed the connection"
+                c.conn.receive_data(d)
+                c.sock.sendall(c.conn.data_to_send())
+            rss1 = vm_rss_kb(worker)
+        finally:
+            c.close()
+        print("upload to a stalled origin: %d bytes taken" % sent)
+        assert origin.conns, "the request never reached the origin"
+        # kernel buffers (a few MB on loopback) + stoa's own (< 2 MB)
+        assert sent < 32 * MB, "stoa took %d bytes" % sent
+        assert rss1 - rss0 < 64 * 1024
+    finally:
+        origin.stop()
 
 
 # ------------------------------------------------------------------- cache

@@ -22,7 +22,6 @@ request failing.
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import tempfile
@@ -32,9 +31,9 @@ from urllib.parse import quote
 
 import pytest
 
-from helpers import (CacheOrigin, admin_request, admin_stats, conf_cache,
+from helpers import (admin_request, admin_stats, conf_cache,
                      conf_cache_route, conf_upstream, free_port, http_get,
-                     port_accepts, stop_process, wait_until)
+                     stop_process, wait_until)
 
 redis = pytest.importorskip("redis")
 
@@ -330,7 +329,9 @@ def test_application_delete_is_a_miss(cached, aorigin, rds):
 
 
 def test_foreign_value_is_a_miss_and_replaced(cached, aorigin, rds):
-    s = cached(aorigin)
+    # one worker: a worker's store counts its decode errors itself, and
+    # /stats shows only the admin worker's (see the xfail test below)
+    s = cached(aorigin, workers=1)
     t = "/c/junk"
     get(s, t)
     rds.set(entry_key(t), b"STOA\x01\x00 not a stoa value")
@@ -515,6 +516,19 @@ def test_redis_down_at_start(cached_on, own_redis, aorigin):
     wait_until(hit, 12.0, 0.05, "HITs once Redis is up")
 
 
+@pytest.mark.xfail(strict=True, reason="stoa bug: /stats cache.errors adds "
+                   "the admin worker's own store count (rs->errors) to the "
+                   "shared STAT_CACHE_ERRORS, so each failed lookup there "
+                   "counts twice")
+def test_stats_count_each_failure_once(cached_on, own_redis, aorigin):
+    own_redis.port = free_port()              # nothing listens there
+    s = cached_on(own_redis, aorigin, workers=1)
+    for _ in range(10):
+        assert xcache(get(s, "/c/cnt")) == "BYPASS"
+    st = admin_stats(s.admin_port)["cache"]
+    assert (st["bypass"], st["errors"]) == (10, 10), st
+
+
 def test_slow_redis_bypasses_within_timeout(cached_on, own_redis, aorigin):
     own_redis.start()
     s = cached_on(own_redis, aorigin, redis_timeout="250ms")
@@ -538,6 +552,7 @@ def test_slow_redis_bypasses_within_timeout(cached_on, own_redis, aorigin):
         assert r.status == 200
         assert r.elapsed < 1.5, seen
         assert xcache(r) in ("BYPASS", "MISS"), seen
+    assert len(seen) >= 4, seen
     sleeper.join(5)
     assert not sleeper.is_alive()
     assert aorigin.hits("/c/sr") == base + len(seen)
