@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
 
+#include "cache/policy.h"
 #include "config.h"
 #include "conn.h"
 #include "h2.h"
@@ -588,6 +589,7 @@ conn_access_log(struct conn *c)
 	uint64_t now = util_now_ms();
 	size_t n = 0, room = sizeof line;
 	time_t sec = time(NULL);
+	const char *xc;
 	int r;
 
 	if (!log_access_enabled())
@@ -626,9 +628,10 @@ conn_access_log(struct conn *c)
 	} else
 		r = snprintf(line + n, room - n, " - -");
 	n += (size_t)r;
-	r = snprintf(line + n, room - n, " %llu.%03llu -\n",
+	xc = policy_xcache((enum cache_status)t->cache_st);
+	r = snprintf(line + n, room - n, " %llu.%03llu %s\n",
 	    (unsigned long long)((now - t->t_start) / 1000),
-	    (unsigned long long)((now - t->t_start) % 1000));
+	    (unsigned long long)((now - t->t_start) % 1000), xc ? xc : "-");
 	n += (size_t)r;
 	if (n > room)
 		n = room;

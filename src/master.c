@@ -1076,7 +1076,8 @@ master_reopen(void)
 	unsigned i;
 
 	log_info("reopening log files");
-	(void)log_reopen();
+	if (log_reopen() == 0)
+		log_info("log files reopened");
 	logs_give_to_workers();
 	for (i = 0; i < mstr.nchildren; i++)
 		(void)kill(mstr.children[i].pid, SIGUSR1);

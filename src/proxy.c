@@ -480,7 +480,8 @@ proxy_start(struct conn *c)
 		conn_send_error(c, 413, true);
 		return;
 	}
-	if (cfg->routes[r].cache && env->store != NULL) {
+	/* an upgrade is tunnelled, never answered from or stored in the cache */
+	if (cfg->routes[r].cache && env->store != NULL && !t->ws) {
 		pcache_request(c);
 		return;
 	}

@@ -175,6 +175,9 @@ GB = 1 << 30
 
 
 def gb_handler(req):
+    if req.target != b"/gb":
+        return small(req)
+
     def gen():
         yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream"
                b"\r\nContent-Length: %d\r\n\r\n" % GB)

@@ -21,6 +21,8 @@ import zlib
 
 import pytest
 
+pytest.importorskip("h2")                # python3-h2, for H2Client
+
 from helpers import (Backend, CacheOrigin, H2Client, Pki, conf_cache_route,
                      conf_route, conf_tls, conf_upstream, curl, free_port,
                      pattern_chunks, pattern_crc, port_accepts, vm_rss_kb,

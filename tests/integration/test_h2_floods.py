@@ -19,8 +19,10 @@ import struct
 import threading
 import time
 
-import hpack
 import pytest
+
+hpack = pytest.importorskip("hpack")     # python3-h2 (HPACK, frames by hand)
+pytest.importorskip("h2")
 
 from helpers import (Backend, H2Client, conf_route, conf_upstream, http_get,
                      vm_rss_kb)

@@ -319,6 +319,8 @@ def test_reload_with_broken_certificate_keeps_the_old_one(tls_stoa, pki):
         s.signal(signal.SIGHUP)
         wait_until(lambda: live[0] in s.error_text(), 10.0,
                    what="the reload error naming the certificate")
+        line = [ln for ln in s.error_text().splitlines() if live[0] in ln]
+        assert "cannot load certificate" in line[0], line
         time.sleep(0.3)
         assert set(s.worker_pids()) == workers
         assert s.running()
