@@ -600,18 +600,6 @@ render_metrics(const struct admin *a, struct evbuffer *b)
  * POST /cache/...
  */
 
-static int
-hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (ch - 'A' + 10);
-	return (-1);
-}
-
 /*
  * Find parameter NAME in query q[0..qlen) and percent-decode its value
  * into out (NUL-terminated).  '+' stays '+' (a cache key may contain one;
@@ -640,8 +628,8 @@ query_param(const char *q, size_t qlen, const char *name, char *out,
 
 					if (k + 2 >= j)
 						return (-2);
-					h = hexval((unsigned char)q[k + 1]);
-					l = hexval((unsigned char)q[k + 2]);
+					h = util_hexval((unsigned char)q[k + 1]);
+					l = util_hexval((unsigned char)q[k + 2]);
 					if (h < 0 || l < 0)
 						return (-2);
 					ch = h * 16 + l;

@@ -57,6 +57,7 @@ struct h2stream {
 	bool                     resp_head;     /* HEADERS submitted */
 	bool                     resp_done;     /* body complete in st->body */
 	bool                     deferred;      /* data provider waits for bytes */
+	bool                     resp_sent;     /* END_STREAM of the response queued */
 	bool                     paused;        /* pair reading stopped (body full) */
 	enum http_body           mode;
 	uint64_t                 left;
@@ -208,9 +209,16 @@ data_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 		st->deferred = true;
 		return (NGHTTP2_ERR_DEFERRED);
 	}
-	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-	if (st->resp_done && n == have)
+	if (n == 0) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		st->resp_sent = true;
+		return (0);
+	}
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (st->resp_done && n == have) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		st->resp_sent = true;
+	}
 	return ((ssize_t)n);
 }
 
@@ -417,6 +425,13 @@ on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	if (st == NULL || st->pair == NULL || st->ic == NULL) {
 		/* nobody will read it: acknowledge at once */
 		nghttp2_session_consume(s, id, len);
+		if (st != NULL && st->resp_sent && !st->req_ended) {
+			/* answered before the upload ended (e.g. 413): ask the
+			 * client to stop sending (RFC 9113 §8.1) */
+			st->req_ended = true;
+			nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id,
+			    NGHTTP2_NO_ERROR);
+		}
 		return (0);
 	}
 	out = bufferevent_get_output(st->pair);
@@ -515,6 +530,7 @@ submit_head(struct h2stream *st, const struct http_msg *r)
 	st->resp_head = true;
 	if (r->body == HTTP_BODY_NONE) {
 		st->resp_done = true;
+		st->resp_sent = true;
 		return (nghttp2_submit_response(h->s, st->id, nv, nn, NULL));
 	}
 	prd.source.ptr = st;

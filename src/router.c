@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "router.h"
+#include "util.h"
 #include "vas.h"
 
 #define ROUTER_MAGIC 0x7a3e1c55u
@@ -78,18 +79,6 @@ bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	if (c >= 'A' && c <= 'F')
-		return (c - 'A' + 10);
-	return (-1);
-}
-
-static int
 unreserved(unsigned char c)
 {
 	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -142,8 +131,8 @@ path_norm(const char *in, size_t len, char *out, size_t cap)
 			}
 			if (len - i < 3)
 				return (-1);
-			hi = hexval((unsigned char)in[i + 1]);
-			lo = hexval((unsigned char)in[i + 2]);
+			hi = util_hexval((unsigned char)in[i + 1]);
+			lo = util_hexval((unsigned char)in[i + 2]);
 			if (hi < 0 || lo < 0)
 				return (-1);
 			c = (unsigned char)(hi << 4 | lo);

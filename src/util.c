@@ -221,6 +221,18 @@ util_addr_str(const struct sockaddr *sa, char *buf, size_t len)
 	return (buf);
 }
 
+int
+util_hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return (ch - '0');
+	if (ch >= 'a' && ch <= 'f')
+		return (ch - 'a' + 10);
+	if (ch >= 'A' && ch <= 'F')
+		return (ch - 'A' + 10);
+	return (-1);
+}
+
 bool
 util_tok_eq(const char *p, size_t len, const char *lit)
 {

@@ -43,6 +43,9 @@ int util_parse_hostport(const char *s, struct sockaddr_storage *ss,
 /* Format a socket address as "1.2.3.4:80" / "[::1]:80" into buf. */
 const char *util_addr_str(const struct sockaddr *sa, char *buf, size_t len);
 
+/* Value of a hex digit, or -1. */
+int util_hexval(int ch);
+
 /* Case-insensitive compare of a (ptr,len) token with a NUL string. */
 bool util_tok_eq(const char *p, size_t len, const char *lit);
 

@@ -1508,18 +1508,6 @@ static const struct cache_ops redis_ops = {
  * URL, creation, teardown
  */
 
-static int
-hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (ch - 'A' + 10);
-	return (-1);
-}
-
 /* Percent-decode s[0..n) into a new string; NULL on a bad escape, a NUL
  * byte or no memory (*bad tells which). */
 static char *
@@ -1540,8 +1528,8 @@ pct_dup(const char *s, size_t n, bool *bad)
 		}
 		if (i + 2 >= n)
 			goto bad;
-		hi = hexval((unsigned char)s[i + 1]);
-		lo = hexval((unsigned char)s[i + 2]);
+		hi = util_hexval((unsigned char)s[i + 1]);
+		lo = util_hexval((unsigned char)s[i + 2]);
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 			goto bad;
 		*o++ = (char)(hi * 16 + lo);

@@ -167,7 +167,7 @@ async def main(port):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(256)
-    srv = await loop.create_server(runner.server, sock=sock)
+    srv = await loop.create_server(runner.server, sock=sock, backlog=1024)
     State.port = sock.getsockname()[1]
     stop = asyncio.Event()
     for s in (signal.SIGTERM, signal.SIGINT):

@@ -156,7 +156,7 @@ async def main(port):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(1024)
-    await loop.create_server(runner.server, sock=sock)
+    await loop.create_server(runner.server, sock=sock, backlog=1024)
     State.port = sock.getsockname()[1]
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, os._exit, 0)
