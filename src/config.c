@@ -2034,6 +2034,12 @@ done:
 	if (rc != 0 && !ctx.failed)
 		(void)snprintf(errbuf, errlen, "%s: %s", file,
 		    ctx.oom ? "out of memory" : "cannot load");
+	if (rc != 0) {
+		/* one line, whatever a quoted token from the file held */
+		for (char *p = errbuf; *p != '\0'; p++)
+			if (*p == '\n' || *p == '\r' || *p == '\t')
+				*p = ' ';
+	}
 	if (c != NULL)
 		config_free(c);
 	if (cfg != NULL)

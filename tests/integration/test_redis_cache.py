@@ -295,6 +295,7 @@ def test_tag_set_holds_entry_keys(cached, aorigin, rds):
     s = cached(aorigin)
     t = "/c/tg?tag=" + quote("p1 p2")
     get(s, t)
+    assert xcache(get(s, t)) == "HIT"
     for tag in ("p1", "p2"):
         assert rds.smembers("stoa:tag:" + tag) == {entry_key(t).encode()}
         # outlives the entry it names (entry lifetime + 60 s)

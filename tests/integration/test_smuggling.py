@@ -14,7 +14,6 @@ Requests that look scary but are well framed are forwarded as one request
 whose body holds the scary bytes.
 """
 
-import os
 import re
 import shutil
 import socket
