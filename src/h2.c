@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -45,10 +46,13 @@ struct h2stream {
 	struct bufferevent      *pair;          /* our end; the conn has the other */
 	struct conn             *ic;            /* NULL once it closed */
 	struct evbuffer         *req;           /* regular request fields */
-	struct evbuffer         *method, *path, *authority;
+	struct evbuffer         *method, *path, *authority, *protocol;
 	struct evbuffer         *cookie;        /* cookie crumbs, joined */
 	enum http_method         meth;
 	bool                     have_cl;       /* content-length was sent */
+	bool                     ws;            /* RFC 8441 CONNECT :protocol websocket */
+	bool                     tunnel;        /* 101 seen: bytes flow both ways */
+	bool                     pair_eof;      /* the other end finished */
 	bool                     req_chunked;   /* we chunk the request body */
 	bool                     req_started;   /* head handed to the conn */
 	bool                     req_ended;
@@ -106,6 +110,7 @@ stream_free(struct h2stream *st)
 	evbuffer_free(st->method);
 	evbuffer_free(st->path);
 	evbuffer_free(st->authority);
+	evbuffer_free(st->protocol);
 	evbuffer_free(st->cookie);
 	evbuffer_free(st->body);
 	TAILQ_REMOVE(&h->streams, st, link);
@@ -255,12 +260,14 @@ on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 	st->method = evbuffer_new();
 	st->path = evbuffer_new();
 	st->authority = evbuffer_new();
+	st->protocol = evbuffer_new();
 	st->cookie = evbuffer_new();
 	st->body = evbuffer_new();
 	if (st->req == NULL || st->method == NULL || st->path == NULL ||
-	    st->authority == NULL || st->cookie == NULL || st->body == NULL) {
+	    st->authority == NULL || st->protocol == NULL || st->cookie == NULL ||
+	    st->body == NULL) {
 		struct evbuffer *all[] = { st->req, st->method, st->path,
-		    st->authority, st->cookie, st->body };
+		    st->authority, st->protocol, st->cookie, st->body };
 
 		for (unsigned i = 0; i < ARRAY_SIZE(all); i++)
 			if (all[i] != NULL)
@@ -301,6 +308,8 @@ on_header(nghttp2_session *s, const nghttp2_frame *frame,
 		evbuffer_add(st->path, v, vlen);
 	else if (IS(":authority"))
 		evbuffer_add(st->authority, v, vlen);
+	else if (IS(":protocol"))
+		evbuffer_add(st->protocol, v, vlen);
 	else if (nlen > 0 && name[0] == ':')
 		return (0);             /* :scheme */
 	else if (IS("cookie")) {
@@ -325,6 +334,7 @@ on_header(nghttp2_session *s, const nghttp2_frame *frame,
 #undef IS
 
 static void stream_conn_closed(void *arg);
+static void pair_eventcb(struct bufferevent *bev, short what, void *arg);
 static void pair_readcb(struct bufferevent *bev, void *arg);
 static void pair_writecb(struct bufferevent *bev, void *arg);
 
@@ -338,6 +348,26 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 
 	struct evbuffer *head = st->method;     /* the head is built here */
 
+	if (st->meth == HTTP_M_CONNECT) {
+		/* RFC 8441: only the websocket protocol, as an HTTP/1.1
+		 * Upgrade (RFC 6455) on the route it names */
+		unsigned char key[16];
+		char key64[32];
+
+		if (evbuffer_get_length(st->protocol) != 9 || strncasecmp(
+		    (const char *)evbuffer_pullup(st->protocol, -1),
+		    "websocket", 9) != 0)
+			return (-1);
+		st->ws = true;
+		util_random(key, sizeof key);
+		EVP_EncodeBlock((unsigned char *)key64, key, sizeof key);
+		evbuffer_drain(head, evbuffer_get_length(head));
+		evbuffer_add(head, "GET", 3);
+		evbuffer_add_printf(st->req, "Connection: Upgrade\r\n"
+		    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+		    "Sec-WebSocket-Key: %s\r\n", key64);
+		st->meth = HTTP_M_GET;
+	}
 	evbuffer_add(head, " ", 1);
 	evbuffer_add_buffer(head, st->path);
 	evbuffer_add(head, " HTTP/1.1\r\n", 11);
@@ -352,11 +382,15 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 		evbuffer_add_buffer(head, st->cookie);
 		evbuffer_add(head, "\r\n", 2);
 	}
-	if (!end_stream && !st->have_cl) {
-		st->req_chunked = true;
-		evbuffer_add(head, "Transfer-Encoding: chunked\r\n", 28);
+	if (st->ws)
+		evbuffer_add(head, "\r\n", 2);       /* the tunnel follows */
+	else {
+		if (!end_stream && !st->have_cl) {
+			st->req_chunked = true;
+			evbuffer_add(head, "Transfer-Encoding: chunked\r\n", 28);
+		}
+		evbuffer_add(head, "Connection: close\r\n\r\n", 21);
 	}
-	evbuffer_add(head, "Connection: close\r\n\r\n", 21);
 	st->req_ended = end_stream;
 
 	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
@@ -368,7 +402,7 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 	if (st->ic == NULL)
 		return (-1);
 	st->req_started = true;
-	bufferevent_setcb(st->pair, pair_readcb, pair_writecb, NULL, st);
+	bufferevent_setcb(st->pair, pair_readcb, pair_writecb, pair_eventcb, st);
 	/* response bytes wait in the conn while our body buffer is full */
 	bufferevent_setwatermark(st->pair, EV_READ, 0, STOA_HIGH_WATER);
 	bufferevent_setwatermark(st->pair, EV_WRITE, STOA_LOW_WATER, 0);
@@ -407,6 +441,8 @@ on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 		st->req_ended = true;
 		if (st->req_chunked && st->pair != NULL)
 			evbuffer_add(bufferevent_get_output(st->pair), "0\r\n\r\n", 5);
+		if (st->tunnel && st->pair != NULL)
+			(void)bufferevent_flush(st->pair, EV_WRITE, BEV_FINISHED);
 		return (0);
 	default:
 		return (0);
@@ -422,7 +458,7 @@ on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	struct evbuffer *out;
 
 	(void)flags;
-	if (st == NULL || st->pair == NULL || st->ic == NULL) {
+	if (st == NULL || st->pair == NULL || (st->ic == NULL && !st->tunnel)) {
 		/* nobody will read it: acknowledge at once */
 		nghttp2_session_consume(s, id, len);
 		if (st != NULL && st->resp_sent && !st->req_ended) {
@@ -485,7 +521,8 @@ hop_by_hop(const char *n, size_t l)
 	return (util_tok_eq(n, l, "connection") || util_tok_eq(n, l, "keep-alive") ||
 	    util_tok_eq(n, l, "proxy-connection") ||
 	    util_tok_eq(n, l, "transfer-encoding") || util_tok_eq(n, l, "upgrade") ||
-	    util_tok_eq(n, l, "te") || util_tok_eq(n, l, "trailer"));
+	    util_tok_eq(n, l, "te") || util_tok_eq(n, l, "trailer") ||
+	    util_tok_eq(n, l, "sec-websocket-accept"));
 }
 
 /* Submit the response HEADERS for a parsed HTTP/1.1 head. */
@@ -562,7 +599,12 @@ stream_decode(struct h2stream *st)
 			return (0);
 		if (rc < 0)
 			return (-1);
-		if (r.status < 200) {
+		if (r.status == 101 && st->ws) {
+			/* RFC 8441: the tunnel is open; 200 on the stream */
+			r.status = 200;
+			r.body = HTTP_BODY_EOF;
+			st->tunnel = true;
+		} else if (r.status < 200) {
 			evbuffer_drain(in, (size_t)rc);
 			continue;       /* our own 100 Continue */
 		}
@@ -601,12 +643,14 @@ stream_decode(struct h2stream *st)
 				return (-1);
 			break;
 		default:
-			/* the conn never sends close-delimited bodies to an
-			 * HTTP/1.1 request; take what comes */
+			/* tunnel bytes (the conn never sends close-delimited
+			 * bodies to an HTTP/1.1 request) */
 			evbuffer_add_buffer(st->body, in);
 			break;
 		}
 	}
+	if (st->tunnel && st->pair_eof && evbuffer_get_length(in) == 0)
+		st->resp_done = true;
 	return (0);
 }
 
@@ -623,7 +667,7 @@ stream_pump(struct h2stream *st)
 		    NGHTTP2_INTERNAL_ERROR);
 		return;
 	}
-	if (st->ic == NULL && !st->resp_done &&
+	if (st->ic == NULL && !st->resp_done && !st->tunnel &&
 	    evbuffer_get_length(bufferevent_get_input(st->pair)) == 0) {
 		/* the conn closed without finishing the response */
 		if (!st->resp_head) {
@@ -657,6 +701,23 @@ pair_readcb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	CHECK_OBJ_NOTNULL(st, H2STREAM_MAGIC);
+	stream_pump(st);
+	h2_flush(h);
+}
+
+/* Our end of the pair: the tunnel behind it finished or failed. */
+static void
+pair_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct h2stream *st = arg;
+	struct h2conn *h = st->h;
+
+	(void)bev;
+	(void)what;
+	CHECK_OBJ_NOTNULL(st, H2STREAM_MAGIC);
+	st->pair_eof = true;
+	if (!st->tunnel)
+		return;
 	stream_pump(st);
 	h2_flush(h);
 }
@@ -789,7 +850,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
 	struct h2conn *h;
-	nghttp2_settings_entry iv[3];
+	nghttp2_settings_entry iv[4];
 	int rv;
 
 	h = calloc(1, sizeof *h);
@@ -844,6 +905,9 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	    STOA_HIGH_WATER };
 	iv[2] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 	    (uint32_t)env->cfg->limits.max_header_size };
+	/* RFC 8441: WebSocket over HTTP/2 */
+	iv[3] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL,
+	    1 };
 	(void)nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, ARRAY_SIZE(iv));
 	/* a connection window to match several streams in flight */
 	(void)nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0,

@@ -44,6 +44,19 @@ static void tunnel_readcb(struct bufferevent *bev, void *arg);
 static void tunnel_writecb(struct bufferevent *bev, void *arg);
 static void tunnel_eventcb(struct bufferevent *bev, short what, void *arg);
 
+/* Half-close a side: shutdown(2) on a socket; on one end of a
+ * bufferevent pair (an HTTP/2 stream, h2.c) an EOF to its partner. */
+static void
+side_shut(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd >= 0)
+		(void)shutdown(fd, SHUT_WR);
+	else
+		(void)bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
+}
+
 static int
 side_of(const struct tunnel *t, const struct bufferevent *bev)
 {
@@ -58,6 +71,8 @@ tunnel_free(struct tunnel *t)
 	CHECK_OBJ_NOTNULL(t, TUNNEL_MAGIC);
 	for (int i = 0; i < 2; i++) {
 		bufferevent_setcb(t->s[i].bev, NULL, NULL, NULL, NULL);
+		if (!t->s[i].shut && bufferevent_getfd(t->s[i].bev) < 0)
+			side_shut(t->s[i].bev);   /* tell the h2 stream */
 		bufferevent_free(t->s[i].bev);
 	}
 	TAILQ_REMOVE(&env->tunnels, t, link);
@@ -93,7 +108,7 @@ tunnel_pass_eof(struct tunnel *t, int i)
 	if (!t->s[i].eof || o->shut ||
 	    evbuffer_get_length(bufferevent_get_output(o->bev)) != 0)
 		return;
-	(void)shutdown(bufferevent_getfd(o->bev), SHUT_WR);
+	side_shut(o->bev);
 	o->shut = true;
 }
 

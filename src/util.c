@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -219,6 +220,30 @@ util_addr_str(const struct sockaddr *sa, char *buf, size_t len)
 	} else
 		snprintf(buf, len, "unix");
 	return (buf);
+}
+
+void
+util_random(void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		n = getrandom(p + got, len - got, 0);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	for (uint64_t x = util_now_ms() ^ ((uint64_t)getpid() << 32); got < len;
+	    got++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		p[got] = (unsigned char)(x >> 56);
+	}
 }
 
 int

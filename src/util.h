@@ -43,6 +43,10 @@ int util_parse_hostport(const char *s, struct sockaddr_storage *ss,
 /* Format a socket address as "1.2.3.4:80" / "[::1]:80" into buf. */
 const char *util_addr_str(const struct sockaddr *sa, char *buf, size_t len);
 
+/* Fill buf with random bytes (getrandom; never fails silently: falls back
+ * to a time/pid mix only if the kernel refuses). */
+void util_random(void *buf, size_t len);
+
 /* Value of a hex digit, or -1. */
 int util_hexval(int ch);
 
