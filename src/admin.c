@@ -342,6 +342,18 @@ admin_uptime(void)
  * GET /stats
  */
 
+/*
+ * Failed cache operations of every worker: the Redis store adds each of
+ * its failures to the shared STAT_CACHE_ERRORS; the memory store keeps
+ * its own count in the shared zone.
+ */
+static uint64_t
+cache_errors(const struct admin *a, const struct cache_stats *cs)
+{
+	return (stats_get(STAT_CACHE_ERRORS) +
+	    (a->cfg->cache.backend == CACHE_BACKEND_MEMORY ? cs->errors : 0));
+}
+
 static void
 render_stats(const struct admin *a, struct evbuffer *b)
 {
@@ -434,7 +446,7 @@ render_stats(const struct admin *a, struct evbuffer *b)
 	    ",\"capacity\":%" PRIu64 ",\"evictions\":%" PRIu64
 	    ",\"errors\":%" PRIu64 ",\"lock_waits\":%" PRIu64
 	    ",\"collapsed\":%" PRIu64 "},\n", cs.entries, cs.bytes,
-	    cs.capacity, cs.evictions, cs.errors + stats_get(STAT_CACHE_ERRORS),
+	    cs.capacity, cs.evictions, cache_errors(a, &cs),
 	    stats_get(STAT_CACHE_LOCK_WAITS), stats_get(STAT_CACHE_COLLAPSED));
 
 	evbuffer_add_printf(b, "\"websocket\":{\"tunnels\":%" PRIu64
@@ -531,7 +543,7 @@ render_metrics(const struct admin *a, struct evbuffer *b)
 	admin_cache_stats(a, &cs);
 	prom_one(b, "stoa_cache_errors_total", "counter",
 	    "Failed cache store operations.",
-	    cs.errors + stats_get(STAT_CACHE_ERRORS));
+	    cache_errors(a, &cs));
 	prom_one(b, "stoa_cache_entries", "gauge", "Entries in the cache.",
 	    cs.entries);
 	prom_one(b, "stoa_cache_bytes", "gauge",

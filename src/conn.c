@@ -25,6 +25,7 @@
 
 #include "cache/policy.h"
 #include "config.h"
+#include "flush.h"
 #include "conn.h"
 #include "h2.h"
 #include "http1.h"
@@ -89,6 +90,10 @@ conn_setup(struct worker_env *env, struct conn *c)
 	c->state = CS_HEAD;
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, STOA_LOW_WATER, 0);
+	/* what a client may have queued (pipelining) while a request is in
+	 * flight: a head and some */
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)env->cfg->limits.max_header_size + STOA_LOW_WATER);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&env->conns, c, link);
 	env->nconns++;
@@ -170,6 +175,7 @@ struct conn *
 conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
 {
 	struct bufferevent *bev;
+	struct conn *c;
 	int one = 1;
 
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -178,7 +184,10 @@ conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
 		close(fd);
 		return (NULL);
 	}
-	return (conn_new_bev(env, bev, sa, salen, false));
+	c = conn_new_bev(env, bev, sa, salen, false);
+	if (c != NULL)
+		flush_attach(bev);
+	return (c);
 }
 
 struct conn *
@@ -264,8 +273,10 @@ conn_reap(struct worker_env *env)
 		if (c->pending > 0)
 			continue;       /* a store callback will still come */
 		TAILQ_REMOVE(&env->graveyard, c, link);
-		if (c->bev != NULL)
+		if (c->bev != NULL) {
+			flush_detach(c->bev);
 			bufferevent_free(c->bev);
+		}
 		if (c->partner != NULL)
 			bufferevent_free(c->partner);
 		event_free(c->hdr_timer);
@@ -517,6 +528,13 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		/* client_idle passed with a partial head: the header timer
 		 * normally fires first; treat it the same. */
 		conn_send_error(c, 408, true);
+		return;
+	}
+	if (c->state == CS_PROXY && (what & BEV_EVENT_TIMEOUT) &&
+	    (what & BEV_EVENT_READING) && c->txn.req_body.done) {
+		/* silence from a client waiting for its response is fine:
+		 * upstream_read bounds the wait */
+		bufferevent_enable(c->bev, EV_READ);
 		return;
 	}
 	if (c->state == CS_PROXY && (what & BEV_EVENT_TIMEOUT))

@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "flush.h"
 #include "h2.h"
 #include "http1.h"
 #include "log.h"
@@ -132,6 +133,7 @@ h2conn_free(evutil_socket_t fd, short what, void *arg)
 	while ((st = TAILQ_FIRST(&h->streams)) != NULL)
 		stream_free(st);
 	nghttp2_session_del(h->s);
+	flush_detach(h->bev);
 	bufferevent_free(h->bev);
 	free(h->scratch);
 	TAILQ_REMOVE(&env->h2conns, h, link);
@@ -855,6 +857,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 
 	h = calloc(1, sizeof *h);
 	if (h == NULL) {
+		flush_detach(bev);
 		bufferevent_free(bev);
 		return (-1);
 	}
@@ -865,6 +868,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	snprintf(h->peer_ip, sizeof h->peer_ip, "%s", peer_ip);
 	TAILQ_INIT(&h->streams);
 	if (nghttp2_session_callbacks_new(&cbs) != 0) {
+		flush_detach(bev);
 		bufferevent_free(bev);
 		free(h);
 		return (-1);
@@ -881,6 +885,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	    on_stream_close);
 	if (nghttp2_option_new(&opt) != 0) {
 		nghttp2_session_callbacks_del(cbs);
+		flush_detach(bev);
 		bufferevent_free(bev);
 		free(h);
 		return (-1);
@@ -895,6 +900,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
 	if (rv != 0) {
+		flush_detach(bev);
 		bufferevent_free(bev);
 		free(h);
 		return (-1);

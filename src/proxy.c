@@ -348,7 +348,9 @@ req_body_complete(struct conn *c)
 
 	t->req_body.done = true;
 	t->req_sent = true;
-	bufferevent_disable(c->bev, EV_READ);
+	/* Client reading stays on (an EOF aborts the request, as nginx
+	 * does); pipelined bytes wait in the input buffer, bounded by its
+	 * high watermark (conn_setup). */
 	if (t->uc != NULL && t->uc->connected)
 		bufferevent_set_timeouts(t->uc->bev, &c->env->tv_upstream_read,
 		    &c->env->tv_upstream_read);

@@ -279,6 +279,29 @@ start_refresh(struct conn *c)
 static void
 miss_locked(void *arg, enum cache_rc rc, uint64_t token);
 
+/* The second look after taking the lock: serve a fill that just landed,
+ * else fetch (we hold the lock). */
+static void
+relock_got(void *arg, enum cache_rc rc, struct cache_obj *obj)
+{
+	struct conn *c = arg;
+
+	if (op_done(c)) {
+		if (rc == CACHE_OK)
+			c->env->store->ops->release(c->env->store, obj);
+		return;
+	}
+	if (rc == CACHE_OK) {
+		if (policy_freshness(obj, util_epoch_ms()) == CACHE_FRESH) {
+			stats_add(STAT_CACHE_COLLAPSED, 1);
+			serve_obj(c, obj, CACHE_ST_HIT, false);
+			return;
+		}
+		c->env->store->ops->release(c->env->store, obj);
+	}
+	proxy_forward(c);
+}
+
 static void
 wait_poll(evutil_socket_t fd, short what, void *arg)
 {
@@ -344,12 +367,21 @@ miss_locked(void *arg, enum cache_rc rc, uint64_t token)
 			 * one new filler after another. */
 			c->env->store->ops->unlock(c->env->store, c->key,
 			    t->keylen, token);
-			proxy_forward(c);
+			/* ...unless the fill landed after our last look (a
+			 * network store orders the filler's SET before its
+			 * unlock, so a lookup now sees it) */
+			op_start(c);
+			c->env->store->ops->get(c->env->store, c->key,
+			    t->keylen, util_epoch_ms(), relock_got, c);
 			return;
 		}
 		t->locked = true;
 		t->lock_token = token;
-		proxy_forward(c);
+		/* another fill may have landed between our lookup and the
+		 * lock (a network store answers them apart): look again */
+		op_start(c);
+		c->env->store->ops->get(c->env->store, c->key, t->keylen,
+		    util_epoch_ms(), relock_got, c);
 		return;
 	}
 	if (rc == CACHE_LOCKED && t->wait_deadline == 0) {
@@ -395,7 +427,7 @@ pcache_got(void *arg, enum cache_rc rc, struct cache_obj *obj)
 		return;
 	}
 	if (rc == CACHE_ERROR) {
-		stats_add(STAT_CACHE_ERRORS, 1);
+		/* the store counted it (STAT_CACHE_ERRORS) */
 		if (!waiting)
 			set_status(c, CACHE_ST_BYPASS);
 		t->cache_fill = false;
@@ -492,8 +524,9 @@ pcache_request(struct conn *c)
 		proxy_forward(c);
 		return;
 	}
-	/* no body bytes are wanted while the store answers */
-	bufferevent_disable(c->bev, EV_READ);
+	/* a cacheable request has no body (policy_request_cacheable), so
+	 * reading stays on while the store answers: only pipelined bytes,
+	 * bounded by the input's high watermark, can arrive */
 	op_start(c);
 	env->store->ops->get(env->store, c->key, t->keylen, util_epoch_ms(),
 	    pcache_got, c);

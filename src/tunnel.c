@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "flush.h"
 #include "log.h"
 #include "stats.h"
 #include "tunnel.h"
@@ -73,6 +74,7 @@ tunnel_free(struct tunnel *t)
 		bufferevent_setcb(t->s[i].bev, NULL, NULL, NULL, NULL);
 		if (!t->s[i].shut && bufferevent_getfd(t->s[i].bev) < 0)
 			side_shut(t->s[i].bev);   /* tell the h2 stream */
+		flush_detach(t->s[i].bev);
 		bufferevent_free(t->s[i].bev);
 	}
 	TAILQ_REMOVE(&env->tunnels, t, link);
@@ -191,6 +193,8 @@ tunnel_start(struct worker_env *env, struct bufferevent *client,
 
 	t = calloc(1, sizeof *t);
 	if (t == NULL) {
+		flush_detach(client);
+		flush_detach(upstream);
 		bufferevent_free(client);
 		bufferevent_free(upstream);
 		return (-1);
@@ -208,8 +212,14 @@ tunnel_start(struct worker_env *env, struct bufferevent *client,
 	if (route_slot >= 0)
 		stats_slot_add(route_slot, SLOT_WS_TUNNELS, 1);
 	for (int i = 0; i < 2; i++) {
+		/* a tunnel writes through libevent's own write events */
+		flush_detach(t->s[i].bev);
 		bufferevent_setcb(t->s[i].bev, tunnel_readcb, tunnel_writecb,
 		    tunnel_eventcb, t);
+		/* libevent keeps an event's old timer when it is re-added
+		 * without one: take both events out first, then no timeouts
+		 * (the idle sweep is the tunnel's only timer) */
+		bufferevent_disable(t->s[i].bev, EV_READ | EV_WRITE);
 		bufferevent_set_timeouts(t->s[i].bev, NULL, NULL);
 		bufferevent_setwatermark(t->s[i].bev, EV_READ, 0, 0);
 		bufferevent_setwatermark(t->s[i].bev, EV_WRITE, STOA_LOW_WATER, 0);

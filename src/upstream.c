@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "flush.h"
 #include "log.h"
 #include "upstream.h"
 #include "vas.h"
@@ -65,6 +66,7 @@ static void
 upconn_free(struct upconn *uc)
 {
 	CHECK_OBJ_NOTNULL(uc, UPCONN_MAGIC);
+	flush_detach(uc->bev);
 	bufferevent_free(uc->bev);      /* closes the socket (BEV_OPT_CLOSE_ON_FREE) */
 	uc->magic = 0;
 	free(uc);
@@ -169,7 +171,7 @@ upstream_get(struct upstream_pools *p, unsigned up, unsigned srv,
 		return (NULL);
 	}
 	uc->magic = UPCONN_MAGIC;
-	uc->bev = bev;
+	uc->bev = bev;          /* flush_attach() once connected (proxy.c) */
 	uc->pools = p;
 	uc->up = up;
 	uc->srv = srv;

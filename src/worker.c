@@ -32,6 +32,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "flush.h"
 #include "h2.h"
 #include "router.h"
 #include "stats.h"
@@ -369,6 +370,7 @@ worker_cleanup(void)
 		event_free(W.stop_timer);
 	event_free(W.sweep_timer);
 	event_free(W.env.reaper);
+	flush_fini();
 	event_free(W.sig_quit);
 	event_free(W.sig_term);
 	event_free(W.sig_int);
@@ -439,6 +441,10 @@ worker_main(const struct heritage *h)
 	W.env.bal = balance_new(cfg);
 	W.env.pools = upstream_pools_new(W.env.base, cfg);
 	W.env.reaper = event_new(W.env.base, -1, 0, reaper_cb, &W.env);
+	if (flush_init(W.env.base) != 0) {
+		log_err("worker %u: out of memory at start", h->id);
+		exit(1);
+	}
 	if (W.env.router == NULL || W.env.bal == NULL || W.env.pools == NULL ||
 	    W.env.reaper == NULL) {
 		log_err("worker %u: out of memory at start", h->id);

@@ -71,12 +71,15 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <xxhash.h>
+
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 
 #include "cache/cache.h"
 #include "cache/redis.h"
 #include "log.h"
+#include "stats.h"
 #include "util.h"
 #include "vas.h"
 
@@ -170,6 +173,7 @@ struct rop {
 	unsigned                refs;           /* replies due */
 	bool                    done;           /* the caller has been told */
 	bool                    internal;       /* handshake: no caller */
+	unsigned                affinity;       /* 1 + preferred connection, or 0 */
 };
 
 struct robj {
@@ -206,6 +210,14 @@ struct rstore {
 	struct rop              *free_ops;
 	unsigned                nfree_ops;
 };
+
+/* A failed operation: this store's count and the shared one. */
+static void
+rs_error(struct rstore *rs)
+{
+	rs->errors++;
+	stats_add(STAT_CACHE_ERRORS, 1);
+}
 
 static void conn_connect(struct rconn *rc);
 static void conn_drop(struct rconn *rc, const char *why);
@@ -530,6 +542,7 @@ op_new(struct rstore *rs, cache_get_cb *gcb, cache_done_cb *dcb, void *arg)
 	op->res = CACHE_OK;
 	op->refs = 0;
 	op->done = op->internal = false;
+	op->affinity = 0;
 	return (op);
 }
 
@@ -562,7 +575,7 @@ op_finish(struct rop *op, enum cache_rc rc, uint64_t value,
 	op->done = true;
 	(void)evtimer_del(op->timer);
 	if (rc == CACHE_ERROR && !op->internal)
-		op->rs->errors++;
+		rs_error(op->rs);
 	if (op->gcb != NULL)
 		op->gcb(op->arg, rc, obj);
 	else if (op->dcb != NULL)
@@ -583,7 +596,7 @@ static void
 fail_early(struct rstore *rs, cache_get_cb *gcb, cache_done_cb *dcb,
     void *arg)
 {
-	rs->errors++;
+	rs_error(rs);
 	if (gcb != NULL)
 		gcb(arg, CACHE_ERROR, NULL);
 	else if (dcb != NULL)
@@ -613,6 +626,13 @@ conn_pick(struct rstore *rs)
 
 static void rop_reply(redisAsyncContext *ac, void *r, void *priv);
 
+/* The connection a key's SET, lock and unlock go to (1-based for rop). */
+static unsigned
+key_affinity(const char *key, size_t klen)
+{
+	return ((unsigned)(XXH3_64bits(key, klen) % RPOOL) + 1);
+}
+
 /* Queue one command of op on op->ac.  false if hiredis refused it. */
 static bool
 op_send(struct rop *op, enum rkind kind, const struct rcmd *c)
@@ -639,8 +659,18 @@ op_send(struct rop *op, enum rkind kind, const struct rcmd *c)
 static bool
 op_start(struct rop *op, enum rkind kind, const struct rcmd *c)
 {
-	struct rconn *rc = conn_pick(op->rs);
+	struct rconn *rc = NULL;
 	struct timeval tv;
+
+	if (op->affinity != 0) {
+		/* commands on one key keep their order: one connection */
+		rc = &op->rs->conn[op->affinity - 1];
+		if (op->rs->closing || rc->state != RC_UP || rc->ac == NULL ||
+		    rc->pending >= RMAX_PENDING)
+			rc = NULL;
+	}
+	if (rc == NULL)
+		rc = conn_pick(op->rs);
 
 	if (rc == NULL) {
 		op_fail_now(op);
@@ -718,7 +748,7 @@ reply_get(struct rop *op, const redisReply *r)
 	if (r->type == REDIS_REPLY_ERROR && r->str != NULL &&
 	    strncmp(r->str, "WRONGTYPE", 9) == 0) {
 		/* Somebody else's key in our space: a miss (set replaces it). */
-		rs->errors++;
+		rs_error(rs);
 		rs_note(rs, "GET: %s", r->str);
 		op_finish(op, CACHE_MISS, 0, NULL);
 		return;
@@ -740,7 +770,7 @@ reply_get(struct rop *op, const redisReply *r)
 	memset(&ro->obj, 0, sizeof ro->obj);
 	if (!val_decode(ro->data, r->len, &ro->obj)) {
 		free(ro);
-		rs->errors++;
+		rs_error(rs);
 		rs_note(rs, "GET: a value that is not a stoa v%u entry "
 		    "(%zu bytes): treated as a miss", VAL_VERSION, r->len);
 		op_finish(op, CACHE_MISS, 0, NULL);
@@ -1223,6 +1253,19 @@ r_release(struct cache_store *s, struct cache_obj *obj)
 	free(ro);
 }
 
+/*
+ * Push a fill to Redis now rather than on the next loop turn: the client
+ * gets the response at the end of this turn, and a request it sends next,
+ * to another worker or host, must find the entry.  Nothing here touches
+ * the op afterwards (a write error may finish it).
+ */
+static void
+push_now(redisAsyncContext *ac)
+{
+	if (ac != NULL)
+		redisAsyncHandleWrite(ac);
+}
+
 static void
 r_put(struct cache_store *s, const char *key, size_t klen,
     const struct cache_put *p, bool nx, cache_done_cb *cb, void *arg)
@@ -1230,6 +1273,7 @@ r_put(struct cache_store *s, const char *key, size_t klen,
 	struct rstore *rs = rstore_of(s);
 	uint64_t blen, vlen, life;
 	struct rop *op;
+	redisAsyncContext *ac;
 	struct rcmd c;
 	unsigned i, nt;
 
@@ -1261,6 +1305,7 @@ r_put(struct cache_store *s, const char *key, size_t klen,
 	}
 	/* Writing vlen bytes takes time too: one more ms per 16 KiB. */
 	op->tmo = rs->timeout + vlen / 16384;
+	op->affinity = key_affinity(key, klen);
 	rcmd_init(&c, nx ? 6 : 5, klen + (size_t)vlen + 96);
 	rcmd_str(&c, "SET");
 	rcmd_arg(&c, key, klen);
@@ -1275,12 +1320,15 @@ r_put(struct cache_store *s, const char *key, size_t klen,
 		rcmd_free(&c);
 		return;
 	}
+	ac = op->ac;
 	rcmd_free(&c);
 	for (i = nt = 0; i < p->ntags; i++)
 		if (p->tags[i].iov_len > 0)
 			nt++;
-	if (nt == 0)
+	if (nt == 0) {
+		push_now(ac);
 		return;
+	}
 	rcmd_init(&c, nt + 5, 0);
 	rcmd_str(&c, "EVAL");
 	rcmd_str(&c, tags_lua);
@@ -1295,7 +1343,9 @@ r_put(struct cache_store *s, const char *key, size_t klen,
 	rcmd_u64(&c, sat_add(life, TAG_MARGIN));
 	(void)op_more(op, K_TAGS, &c);
 	rcmd_free(&c);
+	push_now(ac);
 }
+
 
 static void
 r_set(struct cache_store *s, const char *key, size_t klen,
@@ -1433,6 +1483,7 @@ r_lock(struct cache_store *s, const char *key, size_t klen, uint64_t lease,
 		token = splitmix64(rs->tok_seed + ++rs->tok_ctr);
 	while (token == 0);
 	op->value = token;
+	op->affinity = key_affinity(key, klen);
 	token_hex(token, tok);
 	if (lease == 0)
 		lease = 1;
@@ -1463,9 +1514,10 @@ r_unlock(struct cache_store *s, const char *key, size_t klen, uint64_t token)
 		return;
 	op = op_new(rs, NULL, NULL, NULL);
 	if (op == NULL) {
-		rs->errors++;
+		rs_error(rs);
 		return;
 	}
+	op->affinity = key_affinity(key, klen);
 	token_hex(token, tok);
 	rcmd_init(&c, 5, klen + sizeof unlock_lua + 64);
 	rcmd_str(&c, "EVAL");
@@ -1486,6 +1538,8 @@ r_stats(struct cache_store *s, struct cache_stats *out)
 
 	AN(out);
 	memset(out, 0, sizeof *out);
+	/* this store's own count; the admin listener reports the shared
+	 * STAT_CACHE_ERRORS, which every worker's store adds to */
 	out->errors = rs->errors;
 }
 

@@ -268,18 +268,25 @@ def cached_on(stoa_factory):
 
 # ------------------------------------------------------- key, value, PTTL
 
+def stored(client, key, timeout=2.0):
+    """Wait until key exists.  stoa writes an entry after the response
+    went out (asynchronously), so a test that reads Redis itself right
+    after a fill waits for it; the HTTP-level tests do not."""
+    wait_until(lambda: client.exists(key), timeout, 0.005,
+               "%s in Redis (have %s)" % (key, sorted(client.keys("*"))))
+
 def test_entry_is_the_documented_key_and_value(cached, aorigin, rds):
     s = cached(aorigin)
     t = "/c/doc?x=1&a=%2F"
     r1 = get(s, t, host="Cache.Test:8080")
     assert xcache(r1) == "MISS"
     key = entry_key(t, host="cache.test:8080")
+    stored(rds, key)
     v = rds.get(key)
-    assert v is not None, sorted(rds.keys("*"))
-    magic, ver, flags, status, stored, ttl, swr, sie, hlen = struct.unpack(
+    magic, ver, flags, status, at, ttl, swr, sie, hlen = struct.unpack(
         "<4sBBHQQQQI", v[:44])
     assert (magic, ver, flags, status) == (b"STOA", 1, 0, 200)
-    assert abs(stored - time.time() * 1000) < 5000
+    assert abs(at - time.time() * 1000) < 5000
     assert (ttl, swr, sie) == (30000, 0, 0)
     heads = v[44:44 + hlen]
     (blen,) = struct.unpack("<I", v[44 + hlen:48 + hlen])
@@ -295,8 +302,9 @@ def test_tag_set_holds_entry_keys(cached, aorigin, rds):
     s = cached(aorigin)
     t = "/c/tg?tag=" + quote("p1 p2")
     get(s, t)
-    assert xcache(get(s, t)) == "HIT"
+    stored(rds, entry_key(t))
     for tag in ("p1", "p2"):
+        stored(rds, "stoa:tag:" + tag)
         assert rds.smembers("stoa:tag:" + tag) == {entry_key(t).encode()}
         # outlives the entry it names (entry lifetime + 60 s)
         assert rds.pttl("stoa:tag:" + tag) > 30000 + 59000
@@ -312,6 +320,7 @@ def test_tag_set_holds_entry_keys(cached, aorigin, rds):
 def test_pttl_matches_ttl(cached, aorigin, rds, opts, t, life):
     s = cached(aorigin, ttl="30s", **opts)
     assert xcache(get(s, t)) == "MISS"
+    stored(rds, entry_key(t))
     pttl = rds.pttl(entry_key(t))
     assert life - 1500 <= pttl <= life, pttl
 
@@ -330,17 +339,20 @@ def test_application_delete_is_a_miss(cached, aorigin, rds):
 
 
 def test_foreign_value_is_a_miss_and_replaced(cached, aorigin, rds):
-    # one worker: a worker's store counts its decode errors itself, and
-    # /stats shows only the admin worker's (see the xfail test below)
+    # one worker: each worker's store counts its own decode errors and
+    # /stats shows only those of the worker that serves the admin
+    # listener (reported as a stoa bug), so with two the count may not move
     s = cached(aorigin, workers=1)
     t = "/c/junk"
     get(s, t)
+    stored(rds, entry_key(t))
     rds.set(entry_key(t), b"STOA\x01\x00 not a stoa value")
     errs = admin_stats(s.admin_port)["cache"]["errors"]
     r2 = get(s, t)
     assert (r2.status, xcache(r2)) == (200, "MISS")
     assert admin_stats(s.admin_port)["cache"]["errors"] > errs
-    assert rds.get(entry_key(t)).startswith(b"STOA\x01\x00\xc8\x00")
+    wait_until(lambda: (rds.get(entry_key(t)) or b"").startswith(
+        b"STOA\x01\x00\xc8\x00"), 2.0, 0.005, "the entry stored again")
     assert xcache(get(s, t)) == "HIT"
     rds.delete(entry_key(t))
     rds.sadd(entry_key(t), "a set, not a string")
@@ -420,7 +432,7 @@ def test_other_namespace_not_shared(cached, aorigin, rds):
     b = cached(aorigin, namespace="other")
     get(a, "/c/ns")
     assert xcache(get(b, "/c/ns")) == "MISS"
-    assert rds.exists("other:GET:cache.test:/c/ns")
+    stored(rds, "other:GET:cache.test:/c/ns")
     assert admin_request(b.admin_port, "POST", "/cache/clear").status == 204
     assert xcache(get(a, "/c/ns")) == "HIT"
 
@@ -517,10 +529,6 @@ def test_redis_down_at_start(cached_on, own_redis, aorigin):
     wait_until(hit, 12.0, 0.05, "HITs once Redis is up")
 
 
-@pytest.mark.xfail(strict=True, reason="stoa bug: /stats cache.errors adds "
-                   "the admin worker's own store count (rs->errors) to the "
-                   "shared STAT_CACHE_ERRORS, so each failed lookup there "
-                   "counts twice")
 def test_stats_count_each_failure_once(cached_on, own_redis, aorigin):
     own_redis.port = free_port()              # nothing listens there
     s = cached_on(own_redis, aorigin, workers=1)

@@ -1,0 +1,154 @@
+/*
+ * flush.c -- optimistic writes; see flush.h.
+ *
+ * The dirty list holds bufferevents with output queued since the last
+ * flush.  flush_detach() removes a bufferevent from it, so the list never
+ * holds a freed one.  The list is a small array (a worker flushes what one
+ * loop iteration queued).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "flush.h"
+#include "vas.h"
+
+static struct event *flush_ev;
+static struct bufferevent **dirty;
+static unsigned ndirty, dirty_cap;
+
+static int
+dirty_index(const struct bufferevent *bev)
+{
+	for (unsigned i = 0; i < ndirty; i++)
+		if (dirty[i] == bev)
+			return ((int)i);
+	return (-1);
+}
+
+/* Write what bev has now; arm EV_WRITE for the rest. */
+static void
+flush_one(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	bufferevent_data_cb rcb, wcb;
+	bufferevent_event_cb ecb;
+	size_t low = 0, len;
+	void *arg;
+	int n, e;
+
+	len = evbuffer_get_length(out);
+	if (len == 0 || (bufferevent_get_enabled(bev) & EV_WRITE))
+		return;
+	/* a socket bufferevent freezes the start of its output so that
+	 * only it drains it: thaw for the write, as its own writecb does */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, bufferevent_getfd(bev));
+	e = errno;
+	evbuffer_freeze(out, 1);
+	if (n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR) {
+		/* let the bufferevent meet the error and report it */
+		bufferevent_enable(bev, EV_WRITE);
+		return;
+	}
+	if (evbuffer_get_length(out) > 0) {
+		bufferevent_enable(bev, EV_WRITE);
+		return;
+	}
+	/* drained: what libevent's writecb would have said */
+	bufferevent_getwatermark(bev, EV_WRITE, &low, NULL);
+	bufferevent_getcb(bev, &rcb, &wcb, &ecb, &arg);
+	(void)rcb;
+	(void)ecb;
+	if (wcb != NULL && evbuffer_get_length(out) <= low)
+		wcb(bev, arg);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	/* callbacks run from here may queue more and re-dirty */
+	while (ndirty > 0) {
+		struct bufferevent *bev = dirty[--ndirty];
+
+		flush_one(bev);
+	}
+}
+
+/* Queue bev for the posted flush. */
+static void
+mark_dirty(struct bufferevent *bev)
+{
+	if (dirty_index(bev) >= 0)
+		return;
+	if (ndirty == dirty_cap) {
+		unsigned cap = dirty_cap ? 2 * dirty_cap : 64;
+		struct bufferevent **d = realloc(dirty, cap * sizeof *d);
+
+		if (d == NULL) {
+			/* fall back to the bufferevent's own write event */
+			bufferevent_enable(bev, EV_WRITE);
+			return;
+		}
+		dirty = d;
+		dirty_cap = cap;
+	}
+	dirty[ndirty++] = bev;
+	event_active(flush_ev, EV_TIMEOUT, 0);
+}
+
+static void
+out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct bufferevent *bev = arg;
+
+	(void)buf;
+	if (info->n_added > 0 && !(bufferevent_get_enabled(bev) & EV_WRITE))
+		mark_dirty(bev);
+}
+
+int
+flush_init(struct event_base *base)
+{
+	flush_ev = event_new(base, -1, 0, flush_cb, NULL);
+	return (flush_ev != NULL ? 0 : -1);
+}
+
+void
+flush_fini(void)
+{
+	if (flush_ev != NULL)
+		event_free(flush_ev);
+	flush_ev = NULL;
+	free(dirty);
+	dirty = NULL;
+	ndirty = dirty_cap = 0;
+}
+
+void
+flush_attach(struct bufferevent *bev)
+{
+	AN(flush_ev);
+	bufferevent_disable(bev, EV_WRITE);
+	(void)evbuffer_add_cb(bufferevent_get_output(bev), out_cb, bev);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		mark_dirty(bev);
+}
+
+void
+flush_detach(struct bufferevent *bev)
+{
+	int i = dirty_index(bev);
+
+	if (i >= 0)
+		dirty[i] = dirty[--ndirty];
+	(void)evbuffer_remove_cb(bufferevent_get_output(bev), out_cb, bev);
+}
