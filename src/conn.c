@@ -82,9 +82,10 @@ txn_reset(struct txn *t)
 	t->up_addr[1] = '\0';
 }
 
-/* Common part of every conn with a bufferevent: callbacks, lists. */
+/* Common part of every conn with a bufferevent: callbacks, lists.
+ * write: enable EV_WRITE (not for sockets flush.c writes for). */
 static void
-conn_setup(struct worker_env *env, struct conn *c)
+conn_setup(struct worker_env *env, struct conn *c, bool write)
 {
 	txn_reset(&c->txn);
 	c->state = CS_HEAD;
@@ -94,7 +95,7 @@ conn_setup(struct worker_env *env, struct conn *c)
 	 * flight: a head and some */
 	bufferevent_setwatermark(c->bev, EV_READ, 0,
 	    (size_t)env->cfg->limits.max_header_size + STOA_LOW_WATER);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->bev, write ? EV_READ | EV_WRITE : EV_READ);
 	TAILQ_INSERT_TAIL(&env->conns, c, link);
 	env->nconns++;
 }
@@ -152,7 +153,7 @@ conn_alloc(struct worker_env *env, struct bufferevent *bev)
 /* A conn around an existing client bufferevent (plain or TLS). */
 static struct conn *
 conn_new_bev(struct worker_env *env, struct bufferevent *bev,
-    const struct sockaddr *sa, int salen, bool tls)
+    const struct sockaddr *sa, int salen, bool tls, bool flushed)
 {
 	struct conn *c;
 
@@ -166,7 +167,9 @@ conn_new_bev(struct worker_env *env, struct bufferevent *bev,
 	bufferevent_set_timeouts(c->bev,
 	    env->draining ? &env->tv_drain_linger : &env->tv_client_idle,
 	    &env->tv_client_idle);
-	conn_setup(env, c);
+	conn_setup(env, c, !flushed);
+	if (flushed)
+		flush_attach(bev);
 	stats_add(STAT_CONNECTIONS, 1);
 	return (c);
 }
@@ -175,7 +178,6 @@ struct conn *
 conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
 {
 	struct bufferevent *bev;
-	struct conn *c;
 	int one = 1;
 
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -184,17 +186,14 @@ conn_new(struct worker_env *env, int fd, const struct sockaddr *sa, int salen)
 		close(fd);
 		return (NULL);
 	}
-	c = conn_new_bev(env, bev, sa, salen, false);
-	if (c != NULL)
-		flush_attach(bev);
-	return (c);
+	return (conn_new_bev(env, bev, sa, salen, false, true));
 }
 
 struct conn *
 conn_new_tls(struct worker_env *env, struct bufferevent *bev,
     const struct sockaddr *sa, int salen)
 {
-	return (conn_new_bev(env, bev, sa, salen, true));
+	return (conn_new_bev(env, bev, sa, salen, true, false));
 }
 
 struct conn *
@@ -225,7 +224,7 @@ conn_new_internal(struct worker_env *env, struct bufferevent *bev,
 		return (NULL);
 	c->internal = true;
 	snprintf(c->peer_ip, sizeof c->peer_ip, "%s", peer_ip);
-	conn_setup(env, c);
+	conn_setup(env, c, true);
 	return (c);
 }
 

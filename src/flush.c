@@ -137,7 +137,8 @@ void
 flush_attach(struct bufferevent *bev)
 {
 	AN(flush_ev);
-	bufferevent_disable(bev, EV_WRITE);
+	if (bufferevent_get_enabled(bev) & EV_WRITE)
+		bufferevent_disable(bev, EV_WRITE);
 	(void)evbuffer_add_cb(bufferevent_get_output(bev), out_cb, bev);
 	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
 		mark_dirty(bev);

@@ -490,7 +490,7 @@ worker_main(const struct heritage *h)
 			struct evconnlistener *l;
 
 			l = evconnlistener_new(W.env.base, accept_tls_cb, NULL,
-			    LEV_OPT_CLOSE_ON_FREE, -1, h->tls_fds[i]);
+			    LEV_OPT_CLOSE_ON_FREE, 0, h->tls_fds[i]);
 			if (l == NULL) {
 				log_err("worker %u: cannot listen on %s", h->id,
 				    cfg->tls.listen[i].text);
@@ -501,8 +501,10 @@ worker_main(const struct heritage *h)
 		}
 	}
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		/* backlog 0: the master's socket is listening already (with
+		 * its own backlog); -1 would make libevent listen(fd, 128) */
 		W.listeners[i] = evconnlistener_new(W.env.base, accept_cb, NULL,
-		    LEV_OPT_CLOSE_ON_FREE, -1, h->listen_fds[i]);
+		    LEV_OPT_CLOSE_ON_FREE, 0, h->listen_fds[i]);
 		if (W.listeners[i] == NULL) {
 			log_err("worker %u: cannot listen on %s", h->id,
 			    cfg->listen[i].text);
