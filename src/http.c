@@ -154,7 +154,12 @@ http_find(const struct http_msg *m, const char *name)
 bool
 http_list_has(const char *v, size_t len, const char *token)
 {
-	size_t tlen = strlen(token);
+	return (http_list_has_n(v, len, token, strlen(token)));
+}
+
+bool
+http_list_has_n(const char *v, size_t len, const char *token, size_t tlen)
+{
 	size_t i = 0, s, e;
 
 	while (i < len) {

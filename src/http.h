@@ -86,5 +86,8 @@ const struct http_header *http_find(const struct http_msg *m, const char *name);
  * OWS around elements ignored)?  e.g. Connection: keep-alive, Upgrade
  */
 bool http_list_has(const char *v, size_t len, const char *token);
+/* The same with a (pointer, length) token, e.g. a header name. */
+bool http_list_has_n(const char *v, size_t len, const char *token,
+    size_t tlen);
 
 #endif

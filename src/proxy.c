@@ -64,26 +64,6 @@ chunk_in_data(struct http1_chunked *c)
 
 /* ---- request head ---------------------------------------------------- */
 
-static bool
-list_has_tok(const char *v, size_t vlen, const char *tok, size_t tlen)
-{
-	size_t i = 0, s, e;
-
-	while (i < vlen) {
-		while (i < vlen && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		s = i;
-		while (i < vlen && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e - s == tlen && strncasecmp(v + s, tok, tlen) == 0)
-			return (true);
-	}
-	return (false);
-}
-
 /* Is header h named by a Connection header of m (hop-by-hop)? */
 static bool
 conn_named(const struct http_msg *m, const struct http_header *h)
@@ -92,7 +72,7 @@ conn_named(const struct http_msg *m, const struct http_header *h)
 		const struct http_header *ch = &m->hdr[i];
 
 		if (ch->name_len == 10 && strncasecmp(ch->name, "Connection", 10) == 0 &&
-		    list_has_tok(ch->value, ch->value_len, h->name, h->name_len))
+		    http_list_has_n(ch->value, ch->value_len, h->name, h->name_len))
 			return (true);
 	}
 	return (false);
@@ -465,7 +445,7 @@ proxy_start(struct conn *c)
 	if (m->upgrade) {
 		const struct http_header *u = http_find(m, "Upgrade");
 
-		if (u != NULL && list_has_tok(u->value, u->value_len, "websocket", 9)) {
+		if (u != NULL && http_list_has_n(u->value, u->value_len, "websocket", 9)) {
 			if (!cfg->routes[r].websocket) {
 				conn_send_error(c, 403, !t->req_body.done);
 				return;
