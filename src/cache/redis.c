@@ -497,6 +497,12 @@ val_decode(const unsigned char *v, size_t len, struct cache_obj *o)
 	return (true);
 }
 
+bool
+cache_redis_decode(const void *v, size_t len, struct cache_obj *o)
+{
+	return (val_decode(v, len, o));
+}
+
 static uint64_t
 life_of(uint64_t ttl, uint64_t swr, uint64_t sie)
 {

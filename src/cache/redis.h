@@ -23,6 +23,8 @@
 #ifndef STOA_CACHE_REDIS_H
 #define STOA_CACHE_REDIS_H
 
+#include <stdbool.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,5 +57,13 @@ struct cache_store *cache_redis_store(struct event_base *base, const char *url,
  * this store.  NULL is a no-op.
  */
 void cache_redis_store_free(struct cache_store *s);
+
+/*
+ * Decode a stored value (the format of docs/redis-keys.md) into o, whose
+ * views point into v.  false for anything that is not a complete, valid
+ * value of this version.  Pure; for the fuzz target and for tools.
+ */
+struct cache_obj;
+bool cache_redis_decode(const void *v, size_t len, struct cache_obj *o);
 
 #endif

@@ -30,6 +30,8 @@ deps() {
 		echo "$src/http1.c $src/http.c $src/util.c" ;;
 	fuzz_config)
 		echo "$src/config.c $src/util.c $src/log.c -lconfuse" ;;
+	fuzz_cache_entry)
+		echo "$src/cache/redis.c $src/stats.c $src/util.c $src/log.c -lhiredis -levent -lxxhash -lpthread" ;;
 	*)
 		return 1 ;;
 	esac
