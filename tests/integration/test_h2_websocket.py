@@ -36,6 +36,7 @@ class Client:
         self.s = socket.create_connection(("127.0.0.1", port), 10)
         self.c = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True))
+        self.pending = []
         self.c.initiate_connection()
         self.flush()
 
@@ -43,19 +44,23 @@ class Client:
         self.s.sendall(self.c.data_to_send())
 
     def until(self, kinds, rounds=100):
+        """The next event of one of these kinds; events read past it in
+        the same batch are kept for the next call."""
         for _ in range(rounds):
+            while self.pending:
+                e = self.pending.pop(0)
+                if isinstance(e, kinds):
+                    return e
             data = self.s.recv(65536)
             if not data:
                 return None
             evs = self.c.receive_data(data)
-            self.flush()
             for e in evs:
                 if isinstance(e, h2.events.DataReceived):
                     self.c.acknowledge_received_data(
                         e.flow_controlled_length, e.stream_id)
-                    self.flush()
-                if isinstance(e, kinds):
-                    return e
+            self.flush()
+            self.pending.extend(evs)
         return None
 
     def connect_ws(self, path):
@@ -116,6 +121,16 @@ def test_websocket_echo_over_h2_and_close(wsb, stoa_factory):
             c.until(h2.events.StreamEnded)
         assert ended is not None and ended.stream_id == sid
         assert wsb.last_close()["code"] == 4002
+        # the connection outlives the tunnel: a plain request follows on it
+        sid2 = c.c.get_next_available_stream_id()
+        c.c.send_headers(sid2, [(":method", "GET"), (":scheme", "http"),
+                                (":path", "/ws-count"),
+                                (":authority", "localhost")],
+                         end_stream=True)
+        c.flush()
+        resp = c.until(h2.events.ResponseReceived)
+        assert resp is not None and resp.stream_id == sid2
+        assert dict(resp.headers)[b":status"] == b"200"
     finally:
         c.close()
 
