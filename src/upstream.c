@@ -1,10 +1,15 @@
 /*
  * upstream.c -- keep-alive pools of upstream connections; see upstream.h.
  *
- * One idle list per configured upstream, most recently used first, capped
- * at the upstream's `keepalive`; the least recently used connection goes
- * when the cap is reached.  Checkout scans for the wanted server (the list
- * is at most `keepalive` long).
+ * One idle list per configured upstream, most recently used first.  The
+ * upstream's `keepalive` is the number of idle connections kept for good;
+ * a burst may leave more idle for a moment, and upstream_trim() closes the
+ * surplus, least recently used first, once it has been idle for
+ * UPSTREAM_SURPLUS_MS.  Closing at once instead (a hard cap) churns
+ * connections whenever the number of requests in flight hovers around the
+ * cap: every response over it closes a connection and the next request
+ * opens one.  Checkout takes the most recently used connection to the
+ * wanted server.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -183,7 +188,6 @@ upstream_put(struct upconn *uc, bool reusable, uint64_t now)
 {
 	struct upstream_pools *p;
 	struct pool *pl;
-	struct upconn *old;
 
 	CHECK_OBJ_NOTNULL(uc, UPCONN_MAGIC);
 	p = uc->pools;
@@ -194,11 +198,6 @@ upstream_put(struct upconn *uc, bool reusable, uint64_t now)
 		upconn_free(uc);
 		return;
 	}
-	if (pl->nidle >= pl->max) {
-		old = TAILQ_LAST(&pl->idle, upconn_list);
-		pool_remove(p, old);
-		upconn_free(old);
-	}
 	uc->idle_since = now;
 	bufferevent_set_timeouts(uc->bev, NULL, NULL);
 	bufferevent_setcb(uc->bev, idle_readcb, NULL, idle_eventcb, uc);
@@ -207,6 +206,25 @@ upstream_put(struct upconn *uc, bool reusable, uint64_t now)
 	TAILQ_INSERT_HEAD(&pl->idle, uc, link);
 	pl->nidle++;
 	p->nidle++;
+}
+
+void
+upstream_trim(struct upstream_pools *p, uint64_t now)
+{
+	for (unsigned i = 0; i < p->npools; i++) {
+		struct pool *pl = &p->pools[i];
+		struct upconn *uc;
+
+		while ((uc = TAILQ_LAST(&pl->idle, upconn_list)) != NULL) {
+			uint64_t idle = now - uc->idle_since;
+
+			if (idle < UPSTREAM_IDLE_MS &&
+			    (pl->nidle <= pl->max || idle < UPSTREAM_SURPLUS_MS))
+				break;
+			pool_remove(p, uc);
+			upconn_free(uc);
+		}
+	}
 }
 
 struct bufferevent *

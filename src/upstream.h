@@ -27,6 +27,9 @@ struct upstream_pools;
  */
 #define UPSTREAM_IDLE_MS 4000
 
+/* Idle connections beyond `keepalive` are closed once idle this long. */
+#define UPSTREAM_SURPLUS_MS 1000
+
 #define UPCONN_MAGIC 0x0c0ffee1u
 
 struct upconn {
@@ -71,6 +74,13 @@ struct bufferevent *upstream_detach(struct upconn *uc);
 
 /* "127.0.0.1:8000" as configured. */
 const char *upconn_addr(const struct upconn *uc);
+
+/*
+ * Close pooled connections idle for UPSTREAM_IDLE_MS, and those beyond
+ * each upstream's keepalive idle for UPSTREAM_SURPLUS_MS (least recently
+ * used first).  Called about once a second.
+ */
+void upstream_trim(struct upstream_pools *p, uint64_t now);
 
 /* Idle connections currently pooled (all upstreams). */
 unsigned upstream_idle_count(const struct upstream_pools *p);

@@ -51,7 +51,7 @@ struct worker {
 	bool                     paused;        /* at max_connections */
 	struct event            *sig_quit, *sig_term, *sig_int, *sig_usr1, *sig_hup;
 	struct event            *stop_timer;
-	struct event            *sweep_timer;   /* tunnel idle timeouts */
+	struct event            *sweep_timer;   /* idle tunnels, pool trim */
 	struct admin            *admin;
 	int                      exit_code;
 };
@@ -211,10 +211,14 @@ reaper_cb(evutil_socket_t fd, short what, void *arg)
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
+	uint64_t now;
+
 	(void)fd;
 	(void)what;
 	(void)arg;
-	tunnel_sweep(&W.env, util_now_ms());
+	now = util_now_ms();
+	tunnel_sweep(&W.env, now);
+	upstream_trim(W.env.pools, now);
 }
 
 static void
@@ -452,8 +456,9 @@ worker_main(const struct heritage *h)
 	}
 
 	{
-		/* idle tunnels are found by a sweep: a quarter of
-		 * websocket_idle, at most once a second */
+		/* idle tunnels are found by a sweep (a quarter of
+		 * websocket_idle, at most once a second), which also trims
+		 * the upstream pools */
 		uint64_t every = cfg->timeouts.websocket_idle / 4;
 		struct timeval tv;
 

@@ -12,7 +12,8 @@ import time
 import pytest
 import requests
 
-from helpers import RawConn, WORKERS, raw_request, wait_until
+from helpers import (RawConn, WORKERS, conf_route, conf_upstream,
+                     raw_request, wait_until)
 
 
 @pytest.fixture(params=["aiohttp", "tornado"])
@@ -179,6 +180,38 @@ def test_upstream_keepalive_reused_across_client_connections(px):
         assert r.status_code == 200
     grew = be.conn_count() - before - 1
     assert grew <= WORKERS, "20 requests opened %d upstream connections" % grew
+
+
+def test_keepalive_surplus_survives_bursts_then_is_trimmed(
+        backend_factory, stoa_factory):
+    """keepalive = 2 with waves of 8 concurrent requests: the connections
+    a wave leaves idle beyond the 2 are reused by the next wave (no new
+    connection per request, as a hard cap would cause), and once idle for
+    a second or so the surplus is closed down to keepalive."""
+    be = backend_factory("aiohttp")
+    st = stoa_factory(conf_upstream("a", [be.addr], keepalive=2)
+                      + conf_route("/", "a"), workers=1)
+
+    def wave():
+        socks = [socket.create_connection(("127.0.0.1", st.port), 10)
+                 for _ in range(8)]
+        for s in socks:
+            s.sendall(b"GET /slow?s=0.2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        for s in socks:
+            r = RawConn(s, 10).read_response()
+            assert r.status == 200
+            s.close()
+
+    wave()
+    opened = be.conn_count()
+    for _ in range(4):
+        wave()
+    # +1 per query: /conn-count itself comes on its own connection
+    assert be.conn_count() - opened <= 1, \
+        "waves reopened upstream connections"
+    wait_until(lambda: be.get_json("/conn-count")["open"] <= 2 + 1, 6, 0.1,
+               "surplus idle connections closed down to keepalive")
+    assert be.get_json("/conn-count")["open"] >= 2 + 1, "keepalive connections kept"
 
 
 def test_pipelined_requests_answered_in_order(px):

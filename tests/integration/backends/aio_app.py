@@ -45,6 +45,7 @@ KIND = "aiohttp"
 class State:
     port = 0
     conns = 0
+    server = None
     seen = []
 
 
@@ -123,7 +124,9 @@ async def slow(request):
 
 
 async def conn_count(request):
-    return web.json_response({"count": State.conns})
+    # open: connections the server holds now (this one included)
+    return web.json_response({"count": State.conns,
+                              "open": len(State.server.connections)})
 
 
 async def whoami(request):
@@ -174,6 +177,7 @@ async def main(port):
     runner = web.AppRunner(make_app(), access_log=None,
                            handle_signals=False)
     await runner.setup()
+    State.server = runner.server
     loop = asyncio.get_running_loop()
 
     def factory():
