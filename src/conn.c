@@ -223,7 +223,12 @@ conn_new_internal(struct worker_env *env, struct bufferevent *bev,
 	if (c == NULL)
 		return (NULL);
 	c->internal = true;
-	snprintf(c->peer_ip, sizeof c->peer_ip, "%s", peer_ip);
+	{
+		size_t n = strnlen(peer_ip, sizeof c->peer_ip - 1);
+
+		memcpy(c->peer_ip, peer_ip, n);
+		c->peer_ip[n] = '\0';
+	}
 	conn_setup(env, c, true);
 	return (c);
 }

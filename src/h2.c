@@ -40,6 +40,9 @@
 #define H2CONN_MAGIC   0x4832c0e1u
 #define H2STREAM_MAGIC 0x48325173u
 
+/* Largest TLS record payload (RFC 8446 §5.1): the unit output is built in. */
+#define H2_RECORD 16384
+
 struct h2stream {
 	unsigned                 magic;
 	struct h2conn           *h;
@@ -47,8 +50,9 @@ struct h2stream {
 	struct bufferevent      *pair;          /* our end; the conn has the other */
 	struct conn             *ic;            /* NULL once it closed */
 	struct evbuffer         *req;           /* regular request fields */
-	struct evbuffer         *method, *path, *authority, *protocol;
-	struct evbuffer         *cookie;        /* cookie crumbs, joined */
+	/* pseudo-header values held from nghttp2 until the head is built */
+	nghttp2_rcbuf           *method, *path, *authority, *protocol;
+	struct evbuffer         *cookie;        /* cookie crumbs, joined; lazy */
 	enum http_method         meth;
 	bool                     have_cl;       /* content-length was sent */
 	bool                     ws;            /* RFC 8441 CONNECT :protocol websocket */
@@ -93,6 +97,19 @@ static void stream_pump(struct h2stream *st);
 /* ---- teardown --------------------------------------------------------- */
 
 static void
+stream_drop_pseudo(struct h2stream *st)
+{
+	nghttp2_rcbuf **all[] = { &st->method, &st->path, &st->authority,
+	    &st->protocol };
+
+	for (unsigned i = 0; i < ARRAY_SIZE(all); i++)
+		if (*all[i] != NULL) {
+			nghttp2_rcbuf_decref(*all[i]);
+			*all[i] = NULL;
+		}
+}
+
+static void
 stream_free(struct h2stream *st)
 {
 	struct h2conn *h = st->h;
@@ -108,11 +125,9 @@ stream_free(struct h2stream *st)
 		bufferevent_free(st->pair);
 	}
 	evbuffer_free(st->req);
-	evbuffer_free(st->method);
-	evbuffer_free(st->path);
-	evbuffer_free(st->authority);
-	evbuffer_free(st->protocol);
-	evbuffer_free(st->cookie);
+	stream_drop_pseudo(st);
+	if (st->cookie != NULL)
+		evbuffer_free(st->cookie);
 	evbuffer_free(st->body);
 	TAILQ_REMOVE(&h->streams, st, link);
 	h->nstreams--;
@@ -191,8 +206,22 @@ send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fh,
 	(void)frame;
 	if (evbuffer_get_length(out) >= STOA_HIGH_WATER)
 		return (NGHTTP2_ERR_WOULDBLOCK);
-	evbuffer_add(out, fh, 9);
-	evbuffer_remove_buffer(st->body, out, len);
+	if (len <= H2_RECORD) {
+		/* copied behind the frame header: over TLS every chain of
+		 * the output becomes a record of its own, and a record costs
+		 * far more than copying a small body */
+		struct evbuffer_iovec v;
+
+		if (evbuffer_reserve_space(out, (ev_ssize_t)(9 + len), &v, 1) < 1)
+			return (NGHTTP2_ERR_CALLBACK_FAILURE);
+		memcpy(v.iov_base, fh, 9);
+		(void)evbuffer_remove(st->body, (char *)v.iov_base + 9, len);
+		v.iov_len = 9 + len;
+		(void)evbuffer_commit_space(out, &v, 1);
+	} else {
+		evbuffer_add(out, fh, 9);
+		evbuffer_remove_buffer(st->body, out, len);
+	}
 	if (st->paused && evbuffer_get_length(st->body) < STOA_LOW_WATER) {
 		st->paused = false;
 		bufferevent_enable(st->pair, EV_READ);
@@ -259,21 +288,12 @@ on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 	st->h = h;
 	st->id = frame->hd.stream_id;
 	st->req = evbuffer_new();
-	st->method = evbuffer_new();
-	st->path = evbuffer_new();
-	st->authority = evbuffer_new();
-	st->protocol = evbuffer_new();
-	st->cookie = evbuffer_new();
 	st->body = evbuffer_new();
-	if (st->req == NULL || st->method == NULL || st->path == NULL ||
-	    st->authority == NULL || st->protocol == NULL || st->cookie == NULL ||
-	    st->body == NULL) {
-		struct evbuffer *all[] = { st->req, st->method, st->path,
-		    st->authority, st->protocol, st->cookie, st->body };
-
-		for (unsigned i = 0; i < ARRAY_SIZE(all); i++)
-			if (all[i] != NULL)
-				evbuffer_free(all[i]);
+	if (st->req == NULL || st->body == NULL) {
+		if (st->req != NULL)
+			evbuffer_free(st->req);
+		if (st->body != NULL)
+			evbuffer_free(st->body);
 		free(st);
 		return (NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
 	}
@@ -285,15 +305,27 @@ on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
 
+/* Keep a pseudo-header's value (the first one: nghttp2 checked them). */
+static void
+hold(nghttp2_rcbuf **slot, nghttp2_rcbuf *v)
+{
+	if (*slot != NULL)
+		return;
+	nghttp2_rcbuf_incref(v);
+	*slot = v;
+}
+
 /* One header field of a request (trailers are dropped). */
 static int
 on_header(nghttp2_session *s, const nghttp2_frame *frame,
-    const uint8_t *n, size_t nlen, const uint8_t *v, size_t vlen,
-    uint8_t flags, void *arg)
+    nghttp2_rcbuf *nrc, nghttp2_rcbuf *vrc, uint8_t flags, void *arg)
 {
 	struct h2conn *h = arg;
 	struct h2stream *st;
-	const char *name = (const char *)n;
+	nghttp2_vec nv = nghttp2_rcbuf_get_buf(nrc);
+	nghttp2_vec vv = nghttp2_rcbuf_get_buf(vrc);
+	const char *name = (const char *)nv.base;
+	size_t nlen = nv.len;
 
 	(void)s;
 	(void)flags;
@@ -302,32 +334,34 @@ on_header(nghttp2_session *s, const nghttp2_frame *frame,
 	st = stream_of(h, frame->hd.stream_id);
 	if (st == NULL || st->req_started)
 		return (0);
-	/* nghttp2 has checked the pseudo-headers (each once, first) */
-	if (IS(":method")) {
-		evbuffer_add(st->method, v, vlen);
-		st->meth = http_method_from((const char *)v, vlen);
-	} else if (IS(":path"))
-		evbuffer_add(st->path, v, vlen);
-	else if (IS(":authority"))
-		evbuffer_add(st->authority, v, vlen);
-	else if (IS(":protocol"))
-		evbuffer_add(st->protocol, v, vlen);
-	else if (nlen > 0 && name[0] == ':')
-		return (0);             /* :scheme */
-	else if (IS("cookie")) {
+	if (nlen > 0 && name[0] == ':') {
+		if (IS(":method")) {
+			hold(&st->method, vrc);
+			st->meth = http_method_from((const char *)vv.base,
+			    vv.len);
+		} else if (IS(":path"))
+			hold(&st->path, vrc);
+		else if (IS(":authority"))
+			hold(&st->authority, vrc);
+		else if (IS(":protocol"))
+			hold(&st->protocol, vrc);
+		return (0);             /* and :scheme */
+	}
+	if (IS("cookie")) {
 		/* RFC 9113 §8.2.3: crumbs are joined with "; " for HTTP/1.1 */
+		if (st->cookie == NULL && (st->cookie = evbuffer_new()) == NULL)
+			return (NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
 		if (evbuffer_get_length(st->cookie) > 0)
 			evbuffer_add(st->cookie, "; ", 2);
-		evbuffer_add(st->cookie, v, vlen);
-	} else if (IS("host")) {
-		if (evbuffer_get_length(st->authority) == 0)
-			evbuffer_add(st->authority, v, vlen);
-	} else if (!IS("expect")) {     /* we answer 100-continue ourselves */
+		evbuffer_add(st->cookie, vv.base, vv.len);
+	} else if (IS("host"))
+		hold(&st->authority, vrc);      /* :authority comes first */
+	else if (!IS("expect")) {       /* we answer 100-continue ourselves */
 		if (IS("content-length"))
 			st->have_cl = true;
 		evbuffer_add(st->req, name, nlen);
 		evbuffer_add(st->req, ": ", 2);
-		evbuffer_add(st->req, v, vlen);
+		evbuffer_add(st->req, vv.base, vv.len);
 		evbuffer_add(st->req, "\r\n", 2);
 	}
 	return (0);
@@ -346,40 +380,52 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 {
 	struct worker_env *env = h->env;
 	struct bufferevent *pair[2];
-	struct evbuffer *out;
+	struct evbuffer *out, *head;
+	nghttp2_vec m, pv, a;
 
-	struct evbuffer *head = st->method;     /* the head is built here */
-
+	if (st->method == NULL || st->path == NULL)
+		return (-1);    /* a CONNECT without :protocol */
+	m = nghttp2_rcbuf_get_buf(st->method);
+	pv = nghttp2_rcbuf_get_buf(st->path);
+	if ((head = evbuffer_new()) == NULL)
+		return (-1);
 	if (st->meth == HTTP_M_CONNECT) {
 		/* RFC 8441: only the websocket protocol, as an HTTP/1.1
 		 * Upgrade (RFC 6455) on the route it names */
 		unsigned char key[16];
 		char key64[32];
+		nghttp2_vec pr = { NULL, 0 };
 
-		if (evbuffer_get_length(st->protocol) != 9 || strncasecmp(
-		    (const char *)evbuffer_pullup(st->protocol, -1),
-		    "websocket", 9) != 0)
+		if (st->protocol != NULL)
+			pr = nghttp2_rcbuf_get_buf(st->protocol);
+		if (pr.len != 9 || strncasecmp((const char *)pr.base,
+		    "websocket", 9) != 0) {
+			evbuffer_free(head);
 			return (-1);
+		}
 		st->ws = true;
 		util_random(key, sizeof key);
 		EVP_EncodeBlock((unsigned char *)key64, key, sizeof key);
-		evbuffer_drain(head, evbuffer_get_length(head));
-		evbuffer_add(head, "GET", 3);
+		m.base = (uint8_t *)(uintptr_t)"GET";
+		m.len = 3;
 		evbuffer_add_printf(st->req, "Connection: Upgrade\r\n"
 		    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
 		    "Sec-WebSocket-Key: %s\r\n", key64);
 		st->meth = HTTP_M_GET;
 	}
+	evbuffer_add(head, m.base, m.len);
 	evbuffer_add(head, " ", 1);
-	evbuffer_add_buffer(head, st->path);
+	evbuffer_add(head, pv.base, pv.len);
 	evbuffer_add(head, " HTTP/1.1\r\n", 11);
-	if (evbuffer_get_length(st->authority) > 0) {
+	if (st->authority != NULL) {
+		a = nghttp2_rcbuf_get_buf(st->authority);
 		evbuffer_add(head, "Host: ", 6);
-		evbuffer_add_buffer(head, st->authority);
+		evbuffer_add(head, a.base, a.len);
 		evbuffer_add(head, "\r\n", 2);
 	}
+	stream_drop_pseudo(st);
 	evbuffer_add_buffer(head, st->req);
-	if (evbuffer_get_length(st->cookie) > 0) {
+	if (st->cookie != NULL && evbuffer_get_length(st->cookie) > 0) {
 		evbuffer_add(head, "Cookie: ", 8);
 		evbuffer_add_buffer(head, st->cookie);
 		evbuffer_add(head, "\r\n", 2);
@@ -396,13 +442,17 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 	st->req_ended = end_stream;
 
 	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS, pair) != 0)
+	    BEV_OPT_DEFER_CALLBACKS, pair) != 0) {
+		evbuffer_free(head);
 		return (-1);
+	}
 	st->pair = pair[1];
 	st->ic = conn_new_stream(env, pair[0], h->peer_ip, h->tls,
 	    stream_conn_closed, st);
-	if (st->ic == NULL)
+	if (st->ic == NULL) {
+		evbuffer_free(head);
 		return (-1);
+	}
 	st->req_started = true;
 	bufferevent_setcb(st->pair, pair_readcb, pair_writecb, pair_eventcb, st);
 	/* response bytes wait in the conn while our body buffer is full */
@@ -411,6 +461,7 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 	bufferevent_enable(st->pair, EV_READ | EV_WRITE);
 	out = bufferevent_get_output(st->pair);
 	evbuffer_add_buffer(out, head);
+	evbuffer_free(head);
 	if (st->req_ended && st->req_chunked)
 		evbuffer_add(out, "0\r\n\r\n", 5);
 	return (0);
@@ -547,7 +598,9 @@ submit_head(struct h2stream *st, const struct http_msg *r)
 		h->scratch = p;
 		h->scratch_cap = need;
 	}
-	snprintf(status, sizeof status, "%03d", r->status);
+	status[0] = (char)('0' + r->status / 100 % 10);  /* 100..999 */
+	status[1] = (char)('0' + r->status / 10 % 10);
+	status[2] = (char)('0' + r->status % 10);
 	nv[nn++] = (nghttp2_nv){ (uint8_t *)(uintptr_t)":status",
 	    (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE };
 	for (unsigned i = 0; i < r->nhdr; i++) {
@@ -746,6 +799,9 @@ h2_flush(struct h2conn *h)
 {
 	if (h->closing)
 		return;
+	/* what one flush produces goes to one chain: one TLS record */
+	if (h->tls && nghttp2_session_want_write(h->s))
+		(void)evbuffer_expand(bufferevent_get_output(h->bev), H2_RECORD);
 	if (nghttp2_session_send(h->s) != 0) {
 		h2conn_close(h);
 		return;
@@ -877,7 +933,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
 	    on_begin_headers);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_header_callback2(cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
 	    on_data_chunk);

@@ -258,12 +258,6 @@ util_hexval(int ch)
 	return (-1);
 }
 
-bool
-util_tok_eq(const char *p, size_t len, const char *lit)
-{
-	return (strlen(lit) == len && strncasecmp(p, lit, len) == 0);
-}
-
 int
 util_write_all(int fd, const void *buf, size_t len)
 {

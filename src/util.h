@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
@@ -50,8 +52,14 @@ void util_random(void *buf, size_t len);
 /* Value of a hex digit, or -1. */
 int util_hexval(int ch);
 
-/* Case-insensitive compare of a (ptr,len) token with a NUL string. */
-bool util_tok_eq(const char *p, size_t len, const char *lit);
+/* Case-insensitive compare of a (ptr,len) token with a NUL string.
+ * Inline: with a literal, strlen() is folded and most calls end at the
+ * length test (the hot callers filter header names against lists). */
+static inline bool
+util_tok_eq(const char *p, size_t len, const char *lit)
+{
+	return (strlen(lit) == len && strncasecmp(p, lit, len) == 0);
+}
 
 /* Write the whole buffer (retrying on EINTR/partial writes). 0 or -1. */
 int util_write_all(int fd, const void *buf, size_t len);
