@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -152,4 +153,50 @@ flush_detach(struct bufferevent *bev)
 	if (i >= 0)
 		dirty[i] = dirty[--ndirty];
 	(void)evbuffer_remove_cb(bufferevent_get_output(bev), out_cb, bev);
+}
+
+void
+flush_read_more(struct bufferevent *bev)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t have = evbuffer_get_length(in), high = 0, room = FLUSH_READ_MAX;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+	ssize_t r;
+	int n;
+
+	if (have < 4096 || fd < 0)
+		return;
+	bufferevent_getwatermark(bev, EV_READ, NULL, &high);
+	if (high > 0) {
+		if (have >= high)
+			return;
+		if (high - have < room)
+			room = high - have;
+	}
+	/* a socket bufferevent freezes the end of its input so that only it
+	 * fills it: thaw for the read, as its own readcb does */
+	evbuffer_unfreeze(in, 0);
+	n = evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2);
+	if (n > 0) {
+		for (int i = 0; i < n; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		r = readv(fd, iov, n);
+		if (r > 0) {
+			size_t left = (size_t)r;
+			int used = 0;
+
+			for (; used < n && left > 0; used++) {
+				if (v[used].iov_len > left)
+					v[used].iov_len = left;
+				left -= v[used].iov_len;
+			}
+			(void)evbuffer_commit_space(in, v, used);
+		} else
+			(void)evbuffer_commit_space(in, NULL, 0);
+	}
+	evbuffer_freeze(in, 0);
 }

@@ -27,6 +27,7 @@
 #include "cache/policy.h"
 #include "config.h"
 #include "conn.h"
+#include "flush.h"
 #include "hbuf.h"
 #include "http1.h"
 #include "log.h"
@@ -530,7 +531,9 @@ proxy_connect(struct conn *c)
 			    &env->tv_upstream_read);
 	} else
 		bufferevent_set_timeouts(uc->bev, NULL, &env->tv_upstream_connect);
-	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+	/* a connected one is flush-attached (see up_eventcb): its writes
+	 * need no write event; a connecting one waits on it */
+	bufferevent_enable(uc->bev, uc->connected ? EV_READ : EV_READ | EV_WRITE);
 
 	out = bufferevent_get_output(uc->bev);
 	if (t->replayable) {
@@ -849,6 +852,7 @@ up_readcb(struct bufferevent *bev, void *arg)
 	int rc, err;
 
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	flush_read_more(bev);
 	if (!t->head_sent) {
 		rc = proxy_resp_head(c, in);
 		if (rc == 0)
@@ -924,6 +928,10 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_set_timeouts(bev,
 		    t->req_body.done ? &env->tv_upstream_read : NULL,
 		    &env->tv_upstream_read);
+		/* from now on for its whole life (pooled too): writes go
+		 * out at the end of the loop turn, EPOLLOUT only for what
+		 * the socket refuses */
+		flush_attach(bev);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
