@@ -27,13 +27,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-for arg in "$@"; do
-	case $arg in
-	--quick) DUR=2; ROUNDS=1 ;;
-	-h|--help) usage; exit 0 ;;
-	*) die "unknown argument: $arg" ;;
-	esac
-done
+parse_args "$@"
 
 DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-3}
@@ -127,7 +121,7 @@ start_nginx() {
 	ssl_session_cache off;
 	upstream origin {
 		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive 32;
+		keepalive $NGINX_KEEPALIVE;
 		keepalive_requests 10000000;
 	}
 	server {
@@ -152,14 +146,9 @@ EOF
 }
 
 OK=()
+ready() { wait_https "${PORT[$1]}" /p/obj; }
 for s in stoa nginx; do
-	free_port "PORT[$s]"
-	"start_$s" || { note "skipping $s: it did not start"; continue; }
-	MAINPID[$s]=$LAUNCHED
-	if ! wait_https "${PORT[$s]}" /p/obj; then
-		note "skipping $s: no answer: $(log_tail "$tmp/$s")"
-		continue
-	fi
+	start_system "$s" ready || continue
 	OK+=("$s")
 done
 [ ${#OK[@]} -gt 0 ] || die "no proxy started"

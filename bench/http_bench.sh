@@ -27,14 +27,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-for arg in "$@"; do
-	case $arg in
-	--quick) DUR=2; ROUNDS=1 ;;
-	--instr) MODE=instr ;;
-	-h|--help) usage; exit 0 ;;
-	*) die "unknown argument: $arg" ;;
-	esac
-done
+ALLOW_INSTR=1 parse_args "$@"
 
 MODE=${MODE:-wrk}
 DUR=${DUR:-5}
@@ -79,7 +72,7 @@ start_nginx() {
 	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
 	upstream origin {
 		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive 32;
+		keepalive $NGINX_KEEPALIVE;
 		keepalive_requests 10000000;
 	}
 	server {
@@ -239,22 +232,9 @@ instr_mode() {
 
 [ "$MODE" = instr ] && instr_mode	# does not return
 
+ready() { wait_http "${PORT[$1]}" /p/obj; }
 for s in $SYSTEMS; do
-	case $s in
-	stoa) bin=$STOA_BIN ;;
-	nginx) bin=$NGINX_BIN ;;
-	haproxy) bin=$HAPROXY_BIN ;;
-	varnish) bin=$VARNISHD_BIN ;;
-	*) die "unknown system $s" ;;
-	esac
-	[ -x "$bin" ] || { note "skipping $s: $bin not found"; continue; }
-	free_port "PORT[$s]"
-	"start_$s" || { note "skipping $s: it did not start"; continue; }
-	MAINPID[$s]=$LAUNCHED
-	if ! wait_http "${PORT[$s]}" /p/obj; then
-		note "skipping $s: no answer on port ${PORT[$s]}: $(log_tail "$tmp/$s")"
-		continue
-	fi
+	start_system "$s" ready || continue
 	STARTED+=("$s")
 done
 [ ${#STARTED[@]} -gt 0 ] || die "no proxy started"

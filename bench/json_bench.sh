@@ -29,13 +29,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-for arg in "$@"; do
-	case $arg in
-	--quick) DUR=2; ROUNDS=1 ;;
-	-h|--help) usage; exit 0 ;;
-	*) die "unknown argument: $arg" ;;
-	esac
-done
+parse_args "$@"
 
 PYTHON3=${PYTHON3:-/usr/bin/python3}
 DUR=${DUR:-5}
@@ -114,7 +108,7 @@ start_nginx() {
 	client_body_buffer_size 64k;
 	upstream origin {
 		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive 32;
+		keepalive $NGINX_KEEPALIVE;
 		keepalive_requests 10000000;
 	}
 	server {
@@ -160,21 +154,9 @@ check() {
 
 check direct || die "the origin does not echo the body"
 OK=(direct)
+ready() { wait_port "${PORT[$1]}" && check "$1"; }
 for s in $SYSTEMS; do
-	case $s in
-	stoa) bin=$STOA_BIN ;;
-	nginx) bin=$NGINX_BIN ;;
-	haproxy) bin=$HAPROXY_BIN ;;
-	*) die "unknown system $s" ;;
-	esac
-	[ -x "$bin" ] || { note "skipping $s: $bin not found"; continue; }
-	free_port "PORT[$s]"
-	"start_$s" || { note "skipping $s: it did not start"; continue; }
-	MAINPID[$s]=$LAUNCHED
-	if ! wait_port "${PORT[$s]}" || ! check "$s"; then
-		note "skipping $s: $(log_tail "$tmp/$s")"
-		continue
-	fi
+	start_system "$s" ready || continue
 	OK+=("$s")
 done
 

@@ -35,6 +35,53 @@ usage() {
 	awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
 }
 
+# parse_args ARG...: the options every scenario script takes (--quick:
+# DUR=2 ROUNDS=1; -h/--help); --instr sets MODE=instr where allowed
+# (ALLOW_INSTR=1).
+parse_args() {
+	local arg
+	for arg in "$@"; do
+		case $arg in
+		--quick) DUR=2; ROUNDS=1 ;;
+		--instr) [ "${ALLOW_INSTR:-0}" = 1 ] ||
+			die "unknown argument: $arg"
+			MODE=instr ;;
+		-h|--help) usage; exit 0 ;;
+		*) die "unknown argument: $arg" ;;
+		esac
+	done
+}
+
+# start_system SYSTEM READY: start SYSTEM with its start_SYSTEM function on
+# a free port (PORT[SYSTEM]; MAINPID[SYSTEM] its main process) and wait
+# with "READY SYSTEM" until it serves.  Returns 1, with a note, when it is
+# skipped: its binary is missing, it did not start, or it never got ready.
+start_system() {
+	local s=$1 ready=$2 bin
+	case $s in
+	stoa) bin=$STOA_BIN ;;
+	nginx) bin=$NGINX_BIN ;;
+	haproxy) bin=$HAPROXY_BIN ;;
+	varnish) bin=$VARNISHD_BIN ;;
+	*) die "unknown system $s" ;;
+	esac
+	[ -x "$bin" ] || { note "skipping $s: $bin not found"; return 1; }
+	free_port "PORT[$s]"
+	"start_$s" || { note "skipping $s: it did not start"; return 1; }
+	MAINPID[$s]=$LAUNCHED
+	"$ready" "$s" && return 0
+	note "skipping $s: not serving on port ${PORT[$s]}: $(log_tail "$tmp/$s")"
+	return 1
+}
+
+# NGINX_KEEPALIVE: nginx's upstream "keepalive" in the generated configs.
+# nginx closes an idle connection beyond it at once (a hard cap), so with
+# a cap below the load's concurrency it opens and closes a connection for
+# a good share of requests; it is sized to the benchmarks' concurrency so
+# that nginx is measured as an operator would tune it.  stoa keeps its
+# default (32): a burst's surplus stays pooled and is trimmed after 1 s.
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-256}
+
 # --- processes ----------------------------------------------------------
 
 PIDS=()		# every process started in the background; stopped on exit

@@ -28,13 +28,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-for arg in "$@"; do
-	case $arg in
-	--quick) DUR=2; ROUNDS=1 ;;
-	-h|--help) usage; exit 0 ;;
-	*) die "unknown argument: $arg" ;;
-	esac
-done
+parse_args "$@"
 
 REDIS_BIN=${REDIS_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}
 DUR=${DUR:-5}
@@ -104,7 +98,7 @@ start_nginx() {
 	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
 	upstream origin {
 		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive 32;
+		keepalive $NGINX_KEEPALIVE;
 	}
 	server {
 		listen 127.0.0.1:${PORT[nginx]};

@@ -175,24 +175,13 @@ echo
 # All proxies run side by side (idle ones cost nothing), so that the runs
 # can be interleaved: run 1 of every target, then run 2, ...
 UP=()
+ready() { wait_port "${PORT[$1]}"; }
 for t in $TARGETS; do
-	case $t in
-	direct) UP+=(direct); continue ;;
-	stoa) bin=$STOA_BIN ;;
-	nginx) bin=$NGINX_BIN ;;
-	haproxy) bin=$HAPROXY_BIN ;;
-	*) die "unknown target $t" ;;
-	esac
-	if [ ! -x "$bin" ]; then
-		note "skipping $t: $bin not found"
-		RATE[$t]=skipped
-		continue
-	fi
-	free_port "PORT[$t]"
-	if "start_$t" && MAINPID[$t]=$LAUNCHED && wait_port "${PORT[$t]}"; then
+	if [ "$t" = direct ]; then
+		UP+=(direct)
+	elif start_system "$t" ready; then
 		UP+=("$t")
 	else
-		note "$t did not start, skipped: $(log_tail "$tmp/$t")"
 		RATE[$t]=skipped
 	fi
 done
