@@ -200,6 +200,25 @@ def test_pending_bytes_flushed_before_server_close(aiows, stoa_factory):
         ws.close()
 
 
+def test_frame_sent_with_the_upgrade_request_reaches_backend(
+        aiows, stoa_factory):
+    """A client that sends its first frame in the same write as the
+    Upgrade request (before the 101): the frame waits in stoa and goes
+    to the backend once the tunnel opens, after the handshake."""
+    st = stoa_factory(ws_body(aiows))
+    sock = socket.create_connection(("127.0.0.1", st.port), 10)
+    try:
+        sock.sendall(ws_upgrade_request("/ws") + ws_frame(1, b"early bird"))
+        conn = RawConn(sock, 10)
+        resp = conn.read_response(head_only=True)
+        assert resp is not None and resp.status == 101, resp
+        b0, b1 = conn._exact(2)
+        assert (b0, b1 & 0x7F) == (0x81, len(b"early bird"))
+        assert conn._exact(len(b"early bird")) == b"early bird"
+    finally:
+        sock.close()
+
+
 def test_client_disconnect_closes_upstream_side(aiows, stoa_factory):
     st = stoa_factory(ws_body(aiows))
     ws = RawWs(st.port)
