@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "master.h"
+#include "mem.h"
 #include "tls.h"
 #include "util.h"
 
@@ -286,6 +287,7 @@ main(int argc, char **argv)
 	int c, test = 0, detach = 0, ready_fd = -1, rc;
 	struct config *cfg;
 
+	mem_install();          /* before any other libevent call */
 	opterr = 0;
 	while ((c = getopt(argc, argv, ":c:tds:Vh")) != -1) {
 		switch (c) {

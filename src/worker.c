@@ -32,6 +32,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "mem.h"
 #include "flush.h"
 #include "h2.h"
 #include "router.h"
@@ -529,6 +530,7 @@ worker_main(const struct heritage *h)
 	log_debug("worker %u started (generation %u)", h->id, h->generation);
 	(void)event_base_dispatch(W.env.base);
 	worker_cleanup();
+	mem_release();
 	log_close();
 	exit(W.exit_code);
 }
