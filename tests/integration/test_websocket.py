@@ -386,9 +386,16 @@ def test_reload_keeps_open_tunnels_until_shutdown_timeout(ws_factory,
                     break
                 assert time.monotonic() - t0 < 10, "no new workers"
                 await asyncio.sleep(0.05)
-            # A new connection goes to the new workers (and config).
-            async with connect(st.port) as ws:
-                assert await whoami(ws) == b.port
+            # New connections go to the new workers (and config) once the
+            # old ones have stopped accepting, which follows the new ones'
+            # start by a signal: bounded retry.
+            while True:
+                async with connect(st.port) as ws:
+                    if await whoami(ws) == b.port:
+                        break
+                assert time.monotonic() - t0 < 2.0, \
+                    "new connections still reach the old config"
+                await asyncio.sleep(0.05)
             # Old tunnels still work after the reload, well into the
             # shutdown_timeout window.
             for ws in old:
