@@ -379,13 +379,20 @@ raw_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Which side a bufferevent callback is about. */
+static int
+bev_side(const struct tunnel *t, const struct bufferevent *bev)
+{
+	return (bev == t->s[0].bev ? 0 : 1);
+}
+
 static void
 bev_readcb(struct bufferevent *bev, void *arg)
 {
 	struct tunnel *t = arg;
 
 	CHECK_OBJ_NOTNULL(t, TUNNEL_MAGIC);
-	(void)tunnel_pump(t, bev == t->s[0].bev ? 0 : 1);
+	(void)tunnel_pump(t, bev_side(t, bev));
 }
 
 /* bev drained to the low watermark: the other side may be read again. */
@@ -395,7 +402,7 @@ bev_writecb(struct bufferevent *bev, void *arg)
 	struct tunnel *t = arg;
 
 	CHECK_OBJ_NOTNULL(t, TUNNEL_MAGIC);
-	(void)tunnel_drained(t, bev == t->s[0].bev ? 0 : 1);
+	(void)tunnel_drained(t, bev_side(t, bev));
 }
 
 static void
@@ -405,7 +412,7 @@ bev_eventcb(struct bufferevent *bev, short what, void *arg)
 	int i;
 
 	CHECK_OBJ_NOTNULL(t, TUNNEL_MAGIC);
-	i = bev == t->s[0].bev ? 0 : 1;
+	i = bev_side(t, bev);
 	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING)) {
 		/* forward what is left, then the EOF once flushed */
 		if (tunnel_pump(t, i) != 0)
