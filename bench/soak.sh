@@ -153,7 +153,8 @@ def hit(port, i):
 
 
 def miss(port, i):
-    ok, r = req(port, "GET", "/c/miss?n=%d-%f" % (i, random.random()))
+    # unique across threads (they count i alike): a repeated key is a HIT
+    ok, r = req(port, "GET", "/c/miss?n=%d-%s" % (i, os.urandom(8).hex()))
     return ok and r.header("X-Cache") == "MISS"
 
 
