@@ -35,7 +35,7 @@ export ASAN_OPTIONS="quarantine_size_mb=8:${ASAN_OPTIONS:-}"
 [ -x "$STOA_BIN" ] || { echo "soak: $STOA_BIN not executable" >&2; exit 2; }
 
 exec "$PYTHON3" - <<'EOF'
-import os, random, shutil, signal, socket, sys, tempfile, threading, time
+import os, shutil, signal, socket, sys, tempfile, threading, time
 
 top = os.environ["SOAK_TOP"]
 sys.path.insert(0, os.path.join(top, "tests", "integration"))
