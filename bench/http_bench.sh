@@ -50,24 +50,12 @@ declare -A PORT MAINPID
 STARTED=()
 
 start_stoa() {
-	stoa_conf "$tmp/stoa" "${PORT[stoa]}" <<EOF
-cache { size = 64m }
-upstream origin {
-  server    = {"127.0.0.1:$ORIGIN_PORT"}
-  keepalive = 32
-}
-route /c/ {
-  upstream = origin
-  cache { ttl = 60s }
-}
-route /p/ { upstream = origin }
-EOF
+	stoa_cache_routes | stoa_conf "$tmp/stoa" "${PORT[stoa]}"
 	launch_stoa "$tmp/stoa"
 }
 
 start_nginx() {
-	mkdir -p "$shm/nginx-cache"
-	chmod 777 "$shm/nginx-cache"
+	nginx_cache_dir
 	nginx_conf "$tmp/nginx" <<EOF
 	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
 	upstream origin {

@@ -349,6 +349,30 @@ stoa_conf() {
 	} > "$1/stoa.conf"
 }
 
+# stoa_cache_routes: the stoa config body of the cache scenarios (http and
+# h2 benches): a 64 MB zone, the origin at ORIGIN_PORT with stoa's default
+# keepalive, /c/ cached for 60 s, /p/ passed through.
+stoa_cache_routes() {
+	cat <<EOF
+cache { size = 64m }
+upstream origin {
+  server    = {"127.0.0.1:$ORIGIN_PORT"}
+  keepalive = 32
+}
+route /c/ {
+  upstream = origin
+  cache { ttl = 60s }
+}
+route /p/ { upstream = origin }
+EOF
+}
+
+# nginx_cache_dir: the proxy_cache directory of the nginx peer, in shm.
+nginx_cache_dir() {
+	mkdir -p "$shm/nginx-cache"
+	chmod 777 "$shm/nginx-cache"
+}
+
 # launch_stoa DIR, launch_nginx DIR, launch_haproxy DIR: check the config
 # written by the functions above where the program can, then spawn the
 # program on PROXY_CPU behind WRAP; output in DIR/stderr, pid in LAUNCHED.

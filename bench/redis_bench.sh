@@ -91,8 +91,7 @@ EOF
 }
 
 start_nginx() {
-	mkdir -p "$shm/nginx-cache"
-	chmod 777 "$shm/nginx-cache"
+	nginx_cache_dir
 	free_port "PORT[nginx]"
 	nginx_conf "$tmp/nginx" <<EOF
 	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
