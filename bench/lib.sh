@@ -349,12 +349,13 @@ stoa_conf() {
 	} > "$1/stoa.conf"
 }
 
-# stoa_cache_routes: the stoa config body of the cache scenarios (http and
-# h2 benches): a 64 MB zone, the origin at ORIGIN_PORT with stoa's default
-# keepalive, /c/ cached for 60 s, /p/ passed through.
+# stoa_cache_routes [CACHE-SETTINGS]: the stoa config body of the cache
+# scenarios (http, h2 and redis benches): the cache section (default a
+# 64 MB zone), the origin at ORIGIN_PORT with stoa's default keepalive,
+# /c/ cached for 60 s, /p/ passed through.
 stoa_cache_routes() {
 	cat <<EOF
-cache { size = 64m }
+cache { ${1:-size = 64m} }
 upstream origin {
   server    = {"127.0.0.1:$ORIGIN_PORT"}
   keepalive = 32

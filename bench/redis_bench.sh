@@ -74,18 +74,10 @@ start_stoa() {
 	local name=$1
 	free_port "PORT[$name]"
 	free_port "ADMIN[$name]"
-	stoa_conf "$tmp/$name" "${PORT[$name]}" <<EOF
-admin      = "127.0.0.1:${ADMIN[$name]}"
-cache { $2 }
-upstream origin {
-  server    = {"127.0.0.1:$ORIGIN_PORT"}
-  keepalive = 32
-}
-route /c/ {
-  upstream = origin
-  cache { ttl = 60s }
-}
-EOF
+	{
+		echo "admin      = \"127.0.0.1:${ADMIN[$name]}\""
+		stoa_cache_routes "$2"
+	} | stoa_conf "$tmp/$name" "${PORT[$name]}"
 	launch_stoa "$tmp/$name" || return 1
 	MAINPID[$name]=$LAUNCHED
 }
