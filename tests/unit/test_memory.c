@@ -14,6 +14,7 @@
 
 #include "cache/cache.h"
 #include "cache/memory.h"
+#include "store_cb.h"
 
 /*--------------------------------------------------------------------
  * Helpers
@@ -23,38 +24,6 @@ struct fixture {
 	struct cache_zone       *z;
 	struct cache_store      *s;
 };
-
-struct getres {
-	int                     calls;
-	enum cache_rc           rc;
-	struct cache_obj        *obj;
-};
-
-struct doneres {
-	int                     calls;
-	enum cache_rc           rc;
-	uint64_t                value;
-};
-
-static void
-get_cb(void *arg, enum cache_rc rc, struct cache_obj *obj)
-{
-	struct getres *r = arg;
-
-	r->calls++;
-	r->rc = rc;
-	r->obj = obj;
-}
-
-static void
-done_cb(void *arg, enum cache_rc rc, uint64_t value)
-{
-	struct doneres *r = arg;
-
-	r->calls++;
-	r->rc = rc;
-	r->value = value;
-}
 
 static int
 setup_size(void **state, uint64_t size)

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "util.h"
 #include "vas.h"
+#include "store_cb.h"
 
 #define TMO     200u            /* the stores' timeout_ms */
 #define SLACK   250u            /* scheduling margin on top of it */
@@ -259,38 +260,6 @@ run_for(struct event_base *base, uint64_t ms)
 	int never = 0;
 
 	(void)run_until(base, &never, ms);
-}
-
-struct getres {
-	int                     calls;
-	enum cache_rc           rc;
-	struct cache_obj        *obj;
-};
-
-struct doneres {
-	int                     calls;
-	enum cache_rc           rc;
-	uint64_t                value;
-};
-
-static void
-get_cb(void *arg, enum cache_rc rc, struct cache_obj *obj)
-{
-	struct getres *r = arg;
-
-	r->calls++;
-	r->rc = rc;
-	r->obj = obj;
-}
-
-static void
-done_cb(void *arg, enum cache_rc rc, uint64_t value)
-{
-	struct doneres *r = arg;
-
-	r->calls++;
-	r->rc = rc;
-	r->value = value;
 }
 
 static const char *
