@@ -111,11 +111,7 @@ start_nginx() {
 	ssl_certificate_key $KEY;
 	ssl_protocols TLSv1.2 TLSv1.3;
 	ssl_session_cache off;
-	upstream origin {
-		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive $NGINX_KEEPALIVE;
-		keepalive_requests 10000000;
-	}
+$(nginx_upstream_origin)
 	server {
 		listen 127.0.0.1:${PORT[nginx]} ssl http2;
 		server_name bench.test;

@@ -58,11 +58,7 @@ start_nginx() {
 	nginx_cache_dir
 	nginx_conf "$tmp/nginx" <<EOF
 	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
-	upstream origin {
-		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive $NGINX_KEEPALIVE;
-		keepalive_requests 10000000;
-	}
+$(nginx_upstream_origin)
 	server {
 		listen 127.0.0.1:${PORT[nginx]};
 		proxy_http_version 1.1;

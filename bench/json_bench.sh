@@ -106,11 +106,7 @@ EOF
 start_nginx() {
 	nginx_conf "$tmp/nginx" <<EOF
 	client_body_buffer_size 64k;
-	upstream origin {
-		server 127.0.0.1:$ORIGIN_PORT;
-		keepalive $NGINX_KEEPALIVE;
-		keepalive_requests 10000000;
-	}
+$(nginx_upstream_origin)
 	server {
 		listen 127.0.0.1:${PORT[nginx]};
 		location / {

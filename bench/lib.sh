@@ -368,6 +368,14 @@ route /p/ { upstream = origin }
 EOF
 }
 
+# nginx_upstream_origin: the nginx peer's upstream block for the origin at
+# ORIGIN_PORT (keep-alive, NGINX_KEEPALIVE idle connections).
+nginx_upstream_origin() {
+	printf '\tupstream origin {\n\t\tserver 127.0.0.1:%s;\n' "$ORIGIN_PORT"
+	printf '\t\tkeepalive %s;\n\t\tkeepalive_requests 10000000;\n\t}\n' \
+	    "$NGINX_KEEPALIVE"
+}
+
 # nginx_cache_dir: the proxy_cache directory of the nginx peer, in shm.
 nginx_cache_dir() {
 	mkdir -p "$shm/nginx-cache"
