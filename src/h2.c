@@ -380,15 +380,13 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 {
 	struct worker_env *env = h->env;
 	struct bufferevent *pair[2];
-	struct evbuffer *out, *head;
+	struct evbuffer *out;
 	nghttp2_vec m, pv, a;
 
 	if (st->method == NULL || st->path == NULL)
 		return (-1);    /* a CONNECT without :protocol */
 	m = nghttp2_rcbuf_get_buf(st->method);
 	pv = nghttp2_rcbuf_get_buf(st->path);
-	if ((head = evbuffer_new()) == NULL)
-		return (-1);
 	if (st->meth == HTTP_M_CONNECT) {
 		/* RFC 8441: only the websocket protocol, as an HTTP/1.1
 		 * Upgrade (RFC 6455) on the route it names */
@@ -399,10 +397,8 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 		if (st->protocol != NULL)
 			pr = nghttp2_rcbuf_get_buf(st->protocol);
 		if (pr.len != 9 || strncasecmp((const char *)pr.base,
-		    "websocket", 9) != 0) {
-			evbuffer_free(head);
+		    "websocket", 9) != 0)
 			return (-1);
-		}
 		st->ws = true;
 		util_random(key, sizeof key);
 		EVP_EncodeBlock((unsigned char *)key64, key, sizeof key);
@@ -413,55 +409,51 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 		    "Sec-WebSocket-Key: %s\r\n", key64);
 		st->meth = HTTP_M_GET;
 	}
-	evbuffer_add(head, m.base, m.len);
-	evbuffer_add(head, " ", 1);
-	evbuffer_add(head, pv.base, pv.len);
-	evbuffer_add(head, " HTTP/1.1\r\n", 11);
-	if (st->authority != NULL) {
-		a = nghttp2_rcbuf_get_buf(st->authority);
-		evbuffer_add(head, "Host: ", 6);
-		evbuffer_add(head, a.base, a.len);
-		evbuffer_add(head, "\r\n", 2);
-	}
-	stream_drop_pseudo(st);
-	evbuffer_add_buffer(head, st->req);
-	if (st->cookie != NULL && evbuffer_get_length(st->cookie) > 0) {
-		evbuffer_add(head, "Cookie: ", 8);
-		evbuffer_add_buffer(head, st->cookie);
-		evbuffer_add(head, "\r\n", 2);
-	}
-	if (st->ws)
-		evbuffer_add(head, "\r\n", 2);       /* the tunnel follows */
-	else {
-		if (!end_stream && !st->have_cl) {
-			st->req_chunked = true;
-			evbuffer_add(head, "Transfer-Encoding: chunked\r\n", 28);
-		}
-		evbuffer_add(head, "Connection: close\r\n\r\n", 21);
-	}
-	st->req_ended = end_stream;
 
 	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS, pair) != 0) {
-		evbuffer_free(head);
+	    BEV_OPT_DEFER_CALLBACKS, pair) != 0)
 		return (-1);
-	}
 	st->pair = pair[1];
 	st->ic = conn_new_stream(env, pair[0], h->peer_ip, h->tls,
 	    stream_conn_closed, st);
-	if (st->ic == NULL) {
-		evbuffer_free(head);
+	if (st->ic == NULL)
 		return (-1);
-	}
 	st->req_started = true;
+	st->req_ended = end_stream;
 	bufferevent_setcb(st->pair, pair_readcb, pair_writecb, pair_eventcb, st);
 	/* response bytes wait in the conn while our body buffer is full */
 	bufferevent_setwatermark(st->pair, EV_READ, 0, STOA_HIGH_WATER);
 	bufferevent_setwatermark(st->pair, EV_WRITE, STOA_LOW_WATER, 0);
 	bufferevent_enable(st->pair, EV_READ | EV_WRITE);
+
+	/* the HTTP/1.1 head, straight into the conn's input */
 	out = bufferevent_get_output(st->pair);
-	evbuffer_add_buffer(out, head);
-	evbuffer_free(head);
+	evbuffer_add(out, m.base, m.len);
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, pv.base, pv.len);
+	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	if (st->authority != NULL) {
+		a = nghttp2_rcbuf_get_buf(st->authority);
+		evbuffer_add(out, "Host: ", 6);
+		evbuffer_add(out, a.base, a.len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	stream_drop_pseudo(st);         /* m, pv, a point into these */
+	evbuffer_add_buffer(out, st->req);
+	if (st->cookie != NULL && evbuffer_get_length(st->cookie) > 0) {
+		evbuffer_add(out, "Cookie: ", 8);
+		evbuffer_add_buffer(out, st->cookie);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	if (st->ws)
+		evbuffer_add(out, "\r\n", 2);        /* the tunnel follows */
+	else {
+		if (!end_stream && !st->have_cl) {
+			st->req_chunked = true;
+			evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+		}
+		evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+	}
 	if (st->req_ended && st->req_chunked)
 		evbuffer_add(out, "0\r\n\r\n", 5);
 	return (0);
