@@ -104,9 +104,8 @@ EOF
 }
 
 start_nginx() {
-	nginx_cache_dir
 	nginx_conf "$tmp/nginx" <<EOF
-	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
+$(nginx_cache_zone)
 	ssl_certificate $CERT;
 	ssl_certificate_key $KEY;
 	ssl_protocols TLSv1.2 TLSv1.3;

@@ -55,9 +55,8 @@ start_stoa() {
 }
 
 start_nginx() {
-	nginx_cache_dir
 	nginx_conf "$tmp/nginx" <<EOF
-	proxy_cache_path $shm/nginx-cache levels=1:2 keys_zone=bench:10m max_size=64m;
+$(nginx_cache_zone)
 $(nginx_upstream_origin)
 	server {
 		listen 127.0.0.1:${PORT[nginx]};

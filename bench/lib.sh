@@ -376,10 +376,13 @@ nginx_upstream_origin() {
 	    "$NGINX_KEEPALIVE"
 }
 
-# nginx_cache_dir: the proxy_cache directory of the nginx peer, in shm.
-nginx_cache_dir() {
+# nginx_cache_zone: create the nginx peer's cache directory (in shm) and
+# print its proxy_cache_path line (zone "bench", 64 MB).
+nginx_cache_zone() {
 	mkdir -p "$shm/nginx-cache"
 	chmod 777 "$shm/nginx-cache"
+	printf '\tproxy_cache_path %s levels=1:2 keys_zone=bench:10m max_size=64m;\n' \
+	    "$shm/nginx-cache"
 }
 
 # launch_stoa DIR, launch_nginx DIR, launch_haproxy DIR: check the config
