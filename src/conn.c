@@ -475,8 +475,6 @@ conn_readcb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
-	if (!c->tls && !c->internal)
-		flush_read_more(bev);
 	switch (c->state) {
 	case CS_HEAD:
 		conn_parse_head(c);

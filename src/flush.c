@@ -1,5 +1,5 @@
 /*
- * flush.c -- optimistic writes; see flush.h.
+ * flush.c -- optimistic writes and direct reads; see flush.h.
  *
  * The dirty list holds bufferevents with output queued since the last
  * flush.  flush_detach() removes a bufferevent from it, so the list never
@@ -14,6 +14,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 
 #include "flush.h"
@@ -22,6 +23,9 @@
 static struct event *flush_ev;
 static struct bufferevent **dirty;
 static unsigned ndirty, dirty_cap;
+
+static void read_attach(struct bufferevent *bev);
+static void read_detach(struct bufferevent *bev);
 
 static int
 dirty_index(const struct bufferevent *bev)
@@ -138,6 +142,7 @@ void
 flush_attach(struct bufferevent *bev)
 {
 	AN(flush_ev);
+	read_attach(bev);
 	if (bufferevent_get_enabled(bev) & EV_WRITE)
 		bufferevent_disable(bev, EV_WRITE);
 	(void)evbuffer_add_cb(bufferevent_get_output(bev), out_cb, bev);
@@ -152,51 +157,122 @@ flush_detach(struct bufferevent *bev)
 
 	if (i >= 0)
 		dirty[i] = dirty[--ndirty];
+	read_detach(bev);
 	(void)evbuffer_remove_cb(bufferevent_get_output(bev), out_cb, bev);
 }
 
-void
-flush_read_more(struct bufferevent *bev)
+/*
+ * Direct reads.  libevent 2.1's socket read callback asks the kernel how
+ * much is queued (ioctl FIONREAD) before every read and then reads at most
+ * 4096 bytes.  An attached bufferevent's read event runs read_direct()
+ * instead: one readv(2) into the input's free space plus the scratch
+ * buffer, whatever the amount.  What libevent's callback does besides
+ * reading -- a read timeout, the read high-watermark reached -- is left to
+ * libevent's callback itself (saved at the first attach); EOF and errors
+ * are reported as it reports them: EV_READ disabled, then the event
+ * callback with BEV_EVENT_READING and EOF or ERROR.  The callback is
+ * swapped in the bufferevent's own read event (event2/bufferevent_struct.h
+ * exposes it), so its timeouts, watermarks and enable/disable keep working
+ * unchanged.
+ */
+static event_callback_fn libevent_readcb;
+static unsigned char scratch[FLUSH_READ_MAX];
+
+static void
+read_direct(evutil_socket_t fd, short what, void *arg)
 {
+	struct bufferevent *bev = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t have = evbuffer_get_length(in), high = 0, room = FLUSH_READ_MAX;
-	evutil_socket_t fd = bufferevent_getfd(bev);
 	struct evbuffer_iovec v[2];
-	struct iovec iov[2];
+	struct iovec iov[3];
+	size_t inbuf = 0, left;
 	ssize_t r;
-	int n;
+	int n, used, e;
 
-	if (have < 4096 || fd < 0)
-		return;
 	bufferevent_getwatermark(bev, EV_READ, NULL, &high);
-	if (high > 0) {
-		if (have >= high)
-			return;
-		if (high - have < room)
-			room = high - have;
+	if (what == EV_TIMEOUT || (high > 0 && have >= high)) {
+		libevent_readcb(fd, what, arg);
+		return;
 	}
+	if (high > 0 && high - have < room)
+		room = high - have;
+
 	/* a socket bufferevent freezes the end of its input so that only it
 	 * fills it: thaw for the read, as its own readcb does */
 	evbuffer_unfreeze(in, 0);
-	n = evbuffer_reserve_space(in, (ev_ssize_t)room, v, 2);
-	if (n > 0) {
-		for (int i = 0; i < n; i++) {
-			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-		}
-		r = readv(fd, iov, n);
-		if (r > 0) {
-			size_t left = (size_t)r;
-			int used = 0;
-
-			for (; used < n && left > 0; used++) {
-				if (v[used].iov_len > left)
-					v[used].iov_len = left;
-				left -= v[used].iov_len;
-			}
-			(void)evbuffer_commit_space(in, v, used);
-		} else
-			(void)evbuffer_commit_space(in, NULL, 0);
+	n = evbuffer_reserve_space(in,
+	    (ev_ssize_t)(room < FLUSH_READ_CHAIN ? room : FLUSH_READ_CHAIN), v, 2);
+	if (n < 0)
+		n = 0;
+	for (int i = 0; i < n; i++) {
+		if (v[i].iov_len > room - inbuf)
+			v[i].iov_len = room - inbuf;
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+		inbuf += v[i].iov_len;
+	}
+	iov[n].iov_base = scratch;
+	iov[n].iov_len = room - inbuf;
+	r = readv(fd, iov, iov[n].iov_len > 0 ? n + 1 : n);
+	e = errno;
+	left = r > 0 ? (size_t)r : 0;
+	for (used = 0; used < n && left > 0; used++) {
+		if (v[used].iov_len > left)
+			v[used].iov_len = left;
+		left -= v[used].iov_len;
+	}
+	(void)evbuffer_commit_space(in, v, used);
+	if (left > 0 && evbuffer_add(in, scratch, left) != 0) {
+		r = -1;
+		e = ENOMEM;
 	}
 	evbuffer_freeze(in, 0);
+
+	if (r > 0) {
+		/* last: the callback may free the bufferevent */
+		bufferevent_trigger(bev, EV_READ, 0);
+		return;
+	}
+	if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR))
+		return;
+	bufferevent_disable(bev, EV_READ);
+	errno = e;
+	bufferevent_trigger_event(bev,
+	    BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), 0);
+}
+
+/* Point bev's read event at cb, keeping it enabled if it was. */
+static void
+set_readcb(struct bufferevent *bev, event_callback_fn cb)
+{
+	struct event *ev = &bev->ev_read;
+	short on = bufferevent_get_enabled(bev) & EV_READ;
+
+	if (on)
+		bufferevent_disable(bev, EV_READ);
+	(void)event_assign(ev, event_get_base(ev), event_get_fd(ev),
+	    event_get_events(ev), cb, bev);
+	if (on)
+		bufferevent_enable(bev, EV_READ);
+}
+
+static void
+read_attach(struct bufferevent *bev)
+{
+	event_callback_fn cb = event_get_callback(&bev->ev_read);
+
+	if (cb == read_direct)
+		return;
+	if (libevent_readcb == NULL)
+		libevent_readcb = cb;
+	if (cb == libevent_readcb)
+		set_readcb(bev, read_direct);
+}
+
+static void
+read_detach(struct bufferevent *bev)
+{
+	if (event_get_callback(&bev->ev_read) == read_direct)
+		set_readcb(bev, libevent_readcb);
 }

@@ -1,5 +1,5 @@
 /*
- * flush.h -- optimistic writes, and fuller reads, for socket bufferevents.
+ * flush.h -- optimistic writes, and direct reads, for socket bufferevents.
  *
  * A bufferevent arms its write event whenever data is queued and disarms
  * it once the buffer drained: two epoll_ctl calls and one more loop
@@ -26,16 +26,15 @@ void flush_attach(struct bufferevent *bev);
 void flush_detach(struct bufferevent *bev);
 
 /*
- * Reads: libevent 2.1 reads at most 4096 bytes per read event, so a 32 KB
- * request body took eight loop turns and went upstream in 4-8 KB pieces
- * (each one a read and a parser pass for an application server).  Called
- * at the top of a read callback, this reads what else the socket holds,
- * up to the bufferevent's read high-watermark or FLUSH_READ_MAX, with one
- * readv(2).  Only when the input holds at least 4096 bytes (the
- * bufferevent's read was probably cut short); EOF and errors are left for
- * the bufferevent's next read to report.  Plain socket bufferevents only.
+ * Reads: libevent 2.1 asks the kernel how much is queued (an ioctl) before
+ * every read and then reads at most 4096 bytes, so a 32 KB request body
+ * took eight loop turns and went upstream in 4-8 KB pieces.  An attached
+ * bufferevent reads with one readv(2) per read event instead, up to its
+ * read high-watermark or FLUSH_READ_MAX: into the input's free space (at
+ * most FLUSH_READ_CHAIN of it) and a scratch buffer for the rest.  Read
+ * timeouts, watermarks, EOF and errors behave as libevent's own.
  */
-#define FLUSH_READ_MAX (64 * 1024)
-void flush_read_more(struct bufferevent *bev);
+#define FLUSH_READ_MAX   (64 * 1024)
+#define FLUSH_READ_CHAIN 4096
 
 #endif

@@ -852,7 +852,6 @@ up_readcb(struct bufferevent *bev, void *arg)
 	int rc, err;
 
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
-	flush_read_more(bev);
 	if (!t->head_sent) {
 		rc = proxy_resp_head(c, in);
 		if (rc == 0)
