@@ -74,18 +74,25 @@ flush_one(struct bufferevent *bev)
 		wcb(bev, arg);
 }
 
+/* Write everything queued so far; callbacks run from here may queue more
+ * and re-dirty. */
+static void
+flush_dirty(void)
+{
+	while (ndirty > 0) {
+		struct bufferevent *bev = dirty[--ndirty];
+
+		flush_one(bev);
+	}
+}
+
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
-	/* callbacks run from here may queue more and re-dirty */
-	while (ndirty > 0) {
-		struct bufferevent *bev = dirty[--ndirty];
-
-		flush_one(bev);
-	}
+	flush_dirty();
 }
 
 /* Queue bev for the posted flush. */
@@ -230,8 +237,9 @@ read_direct(evutil_socket_t fd, short what, void *arg)
 	evbuffer_freeze(in, 0);
 
 	if (r > 0) {
-		/* last: the callback may free the bufferevent */
+		/* the callback may free the bufferevent: not used after */
 		bufferevent_trigger(bev, EV_READ, 0);
+		flush_dirty();
 		return;
 	}
 	if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR))

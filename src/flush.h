@@ -5,11 +5,16 @@
  * it once the buffer drained: two epoll_ctl calls and one more loop
  * iteration per response, on each side of the proxy.  Most writes fit in
  * the socket buffer at once, so for an attached bufferevent EV_WRITE stays
- * disabled; queued output is written from a posted event at the end of the
- * current loop iteration (after every callback that might add more), and
- * only what the kernel did not take arms EV_WRITE, as before.  When the
- * posted write leaves the buffer at or below the write low-watermark, the
- * bufferevent's write callback is called exactly as libevent would have.
+ * disabled; queued output is written when the read callback that queued
+ * it returns (an attached bufferevent's read event, see below), or else
+ * from a posted event at the end of the current loop iteration, and only
+ * what the kernel did not take arms EV_WRITE, as before.  Writing at the
+ * end of each read event rather than of the whole loop turn keeps one
+ * write per response and does not hold every response of a busy turn
+ * (tens of events) back until the last is handled: proxy-pass p99 went
+ * from 1.6-2.2 ms to 1.6-1.8 ms.  When a write leaves the buffer at or
+ * below the write low-watermark, the bufferevent's write callback is
+ * called exactly as libevent would have.
  *
  * Only plain socket bufferevents may be attached (not TLS, not pairs).
  */

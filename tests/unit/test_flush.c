@@ -312,6 +312,56 @@ test_queued_output_is_written_in_the_same_turn(void **state)
 	    0);
 }
 
+/* Output a read callback queued is written when that callback returns,
+ * not after the rest of the loop turn: an event made active before the
+ * write finds it already in the peer's socket. */
+struct order {
+	struct fx          *f;
+	struct event       *probe;
+	size_t              pending_at_probe;
+};
+
+static void
+order_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct order *o = arg;
+
+	(void)fd;
+	(void)what;
+	o->pending_at_probe =
+	    evbuffer_get_length(bufferevent_get_output(o->f->bev));
+}
+
+static void
+order_readcb(struct bufferevent *bev, void *arg)
+{
+	struct order *o = arg;
+
+	evbuffer_drain(bufferevent_get_input(bev),
+	    evbuffer_get_length(bufferevent_get_input(bev)));
+	event_active(o->probe, EV_TIMEOUT, 0);  /* queued before the write */
+	assert_int_equal(bufferevent_write(bev, "pong", 4), 0);
+}
+
+static void
+test_output_of_a_read_callback_is_written_when_it_returns(void **state)
+{
+	struct fx *f = *state;
+	struct order o = { .f = f, .pending_at_probe = 99 };
+	char buf[16];
+
+	o.probe = event_new(f->base, -1, 0, order_probe, &o);
+	assert_non_null(o.probe);
+	bufferevent_setcb(f->bev, order_readcb, NULL, eventcb, &o);
+	peer_write(f, 4);
+	for (int i = 0; i < 5 && o.pending_at_probe == 99; i++)
+		loop_once(f);
+	assert_int_equal(o.pending_at_probe, 0);
+	assert_int_equal(recv(f->peer, buf, sizeof buf, MSG_DONTWAIT), 4);
+	assert_memory_equal(buf, "pong", 4);
+	event_free(o.probe);
+}
+
 int
 main(void)
 {
@@ -334,6 +384,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_queued_output_is_written_in_the_same_turn, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_output_of_a_read_callback_is_written_when_it_returns,
+		    setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
