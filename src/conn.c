@@ -30,6 +30,7 @@
 #include "h2.h"
 #include "http1.h"
 #include "log.h"
+#include "mem.h"
 #include "stats.h"
 #include "tls.h"
 #include "util.h"
@@ -128,7 +129,7 @@ conn_alloc(struct worker_env *env, struct bufferevent *bev)
 {
 	struct conn *c;
 
-	c = calloc(1, sizeof *c);
+	c = mem_zalloc(sizeof *c);
 	if (c == NULL) {
 		bufferevent_free(bev);
 		return (NULL);
@@ -144,7 +145,7 @@ conn_alloc(struct worker_env *env, struct bufferevent *bev)
 			event_free(c->hdr_timer);
 		if (c->txn.replay != NULL)
 			evbuffer_free(c->txn.replay);
-		free(c);
+		mem_free(c);
 		return (NULL);
 	}
 	return (c);
@@ -288,7 +289,7 @@ conn_reap(struct worker_env *env)
 		pcache_conn_free(c);
 		free(c->head);
 		c->magic = 0;
-		free(c);
+		mem_free(c);
 	}
 	if (env->on_conn_freed != NULL)
 		env->on_conn_freed(env);

@@ -15,6 +15,7 @@
  * conn tells us when it closes through conn->on_close, after which the
  * stream only drains what is already in its buffers.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "h2.h"
 #include "http1.h"
 #include "log.h"
+#include "mem.h"
 #include "stats.h"
 #include "util.h"
 #include "vas.h"
@@ -132,7 +134,7 @@ stream_free(struct h2stream *st)
 	TAILQ_REMOVE(&h->streams, st, link);
 	h->nstreams--;
 	st->magic = 0;
-	free(st);
+	mem_free(st);
 }
 
 static void
@@ -281,7 +283,7 @@ on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 		return (0);
 	if (h->goaway)
 		return (NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
-	st = calloc(1, sizeof *st);
+	st = mem_zalloc(sizeof *st);
 	if (st == NULL)
 		return (NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
 	st->magic = H2STREAM_MAGIC;
@@ -294,7 +296,7 @@ on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 			evbuffer_free(st->req);
 		if (st->body != NULL)
 			evbuffer_free(st->body);
-		free(st);
+		mem_free(st);
 		return (NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
 	}
 	TAILQ_INSERT_TAIL(&h->streams, st, link);
@@ -893,6 +895,45 @@ h2_close_all(struct worker_env *env)
 	}
 }
 
+/* nghttp2's allocations (streams, header buffers, frames: several per
+ * stream) through the worker's size-class lists, as libevent's are. */
+static void *
+h2_malloc(size_t n, void *ud)
+{
+	(void)ud;
+	return (mem_alloc(n));
+}
+
+static void
+h2_free(void *p, void *ud)
+{
+	(void)ud;
+	mem_free(p);
+}
+
+static void *
+h2_calloc(size_t nmemb, size_t size, void *ud)
+{
+	(void)ud;
+	if (size != 0 && nmemb > SIZE_MAX / size)
+		return (NULL);
+	return (mem_zalloc(nmemb * size));
+}
+
+static void *
+h2_realloc(void *p, size_t n, void *ud)
+{
+	(void)ud;
+	return (mem_realloc(p, n));
+}
+
+static nghttp2_mem h2_mem = {
+	.malloc = h2_malloc,
+	.free = h2_free,
+	.calloc = h2_calloc,
+	.realloc = h2_realloc,
+};
+
 int
 h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
     bool tls)
@@ -944,7 +985,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
 	nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
-	rv = nghttp2_session_server_new2(&h->s, cbs, h, opt);
+	rv = nghttp2_session_server_new3(&h->s, cbs, h, opt, &h2_mem);
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
 	if (rv != 0) {

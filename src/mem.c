@@ -6,6 +6,7 @@
  * included, for c in [MEM_MIN, MEM_MAX]; a freed block goes on its class's
  * list unless the list already holds MEM_KEEP_BYTES, then back to free().
  */
+#include <limits.h>
 #include <stdalign.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,17 +47,21 @@ static union hdr *lists[MEM_MAX + 1];
 static size_t     nbytes[MEM_MAX + 1];
 static size_t     ncached;
 
-/* The class of a block for n payload bytes, or MEM_NONE. */
+/* The class of a block for n payload bytes, or MEM_NONE: the smallest
+ * power of two that holds n and the header (ceil(log2) from the leading
+ * zeros), at least MEM_MIN. */
 static unsigned
 class_of(size_t n)
 {
-	unsigned c = MEM_MIN;
+	unsigned long long total;
+	unsigned c;
 
 	if (n > ((size_t)1 << MEM_MAX) - sizeof(union hdr))
 		return (MEM_NONE);
-	while (((size_t)1 << c) - sizeof(union hdr) < n)
-		c++;
-	return (c);
+	total = (unsigned long long)(n + sizeof(union hdr));
+	c = (unsigned)(sizeof total * CHAR_BIT) -
+	    (unsigned)__builtin_clzll(total - 1);
+	return (c < MEM_MIN ? MEM_MIN : c);
 }
 
 void *
@@ -78,6 +83,16 @@ mem_alloc(size_t n)
 	b->h.cls = c;
 	b->h.next = NULL;
 	return (b + 1);
+}
+
+void *
+mem_zalloc(size_t n)
+{
+	void *p = mem_alloc(n);
+
+	if (p != NULL)
+		memset(p, 0, n);
+	return (p);
 }
 
 void

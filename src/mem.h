@@ -27,8 +27,10 @@ void mem_install(void);
 /* Free what the lists hold (worker exit; keeps leak checkers quiet). */
 void mem_release(void);
 
-/* The allocator itself, for unit tests. */
+/* The allocator itself: libevent's, and stoa's own per-connection and
+ * per-stream objects (struct conn is ~4 KB, past glibc's fast caches). */
 void *mem_alloc(size_t n);
+void *mem_zalloc(size_t n);                     /* zeroed */
 void *mem_realloc(void *p, size_t n);
 void  mem_free(void *p);
 

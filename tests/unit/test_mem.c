@@ -120,6 +120,36 @@ test_lists_off_go_straight_to_malloc(void **state)
 	mem_set_lists(true);
 }
 
+/* Classes are powers of two: just over half a class and just under a
+ * whole one (header included, at most 64 bytes) share a block; a byte
+ * more than the class is the next class.  mem_zalloc zeroes a reused
+ * block. */
+static void
+test_class_boundaries_and_zalloc(void **state)
+{
+	(void)state;
+	for (unsigned k = 8; k <= 16; k++) {
+		size_t half = ((size_t)1 << (k - 1)) + 1, whole = ((size_t)1 << k) - 64;
+		unsigned char *a, *b, *c;
+
+		a = mem_alloc(half);
+		assert_non_null(a);
+		mem_free(a);
+		b = mem_alloc(whole);
+		assert_ptr_equal(b, a);
+		memset(b, 0xee, whole);
+		mem_free(b);
+		c = mem_alloc(((size_t)1 << k) + 1);    /* next class (or none) */
+		assert_ptr_not_equal(c, a);
+		mem_free(c);
+		b = mem_zalloc(half);
+		assert_ptr_equal(b, a);
+		for (size_t i = 0; i < half; i++)
+			assert_int_equal(b[i], 0);
+		mem_free(b);
+	}
+}
+
 int
 main(void)
 {
@@ -129,6 +159,7 @@ main(void)
 		cmocka_unit_test_setup(test_realloc_keeps_contents, setup),
 		cmocka_unit_test_setup(test_lists_are_bounded, setup),
 		cmocka_unit_test_setup(test_lists_off_go_straight_to_malloc, setup),
+		cmocka_unit_test_setup(test_class_boundaries_and_zalloc, setup),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
