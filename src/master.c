@@ -91,6 +91,7 @@ struct child {
 	uint64_t                 started;       /* ms, monotonic */
 	uint64_t                 kill_at;       /* SIGKILL deadline; 0 = none */
 	bool                     draining;      /* told to stop */
+	int                      stats_row;     /* stats_row_claim(), or -1 */
 };
 
 struct slot {
@@ -625,7 +626,7 @@ gen_release_if_idle(struct gen *g)
  */
 
 static void __attribute__((noreturn))
-child_main(struct gen *g, unsigned id)
+child_main(struct gen *g, unsigned id, int stats_row)
 {
 	struct heritage h;
 	struct sigaction sa;
@@ -677,6 +678,7 @@ child_main(struct gen *g, unsigned id)
 	h.tls_keys = tkeys;
 	h.id = id;
 	h.generation = g->num;
+	h.stats_row = stats_row;
 	worker_main(&h);
 }
 
@@ -699,6 +701,7 @@ spawn(unsigned id)
 	struct child *c;
 	struct slot *sl;
 	pid_t pid;
+	int row;
 
 	assert_always(id < mstr.nslots);
 	sl = &mstr.slots[id];
@@ -709,16 +712,19 @@ spawn(unsigned id)
 		    mstr.children_cap * sizeof *mstr.children);
 		AN(mstr.children);
 	}
+	row = stats_row_claim();
 	pid = fork();
 	if (pid < 0) {
 		log_err("cannot fork worker %u: %s", id, strerror(errno));
+		stats_row_release(row);
 		return (-1);
 	}
 	if (pid == 0)
-		child_main(g, id);
+		child_main(g, id, row);
 	c = &mstr.children[mstr.nchildren++];
 	memset(c, 0, sizeof *c);
 	c->pid = pid;
+	c->stats_row = row;
 	c->gen = g;
 	c->slot = id;
 	c->started = util_now_ms();
@@ -820,6 +826,8 @@ child_exited(pid_t pid, int st)
 			    c->slot, (long)pid, g->num, why);
 	}
 
+	/* what it still counted as open is not open any more */
+	stats_row_release(c->stats_row);
 	*c = mstr.children[--mstr.nchildren];
 	assert_always(g->nchildren > 0);
 	g->nchildren--;

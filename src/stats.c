@@ -37,6 +37,20 @@ struct stats_slot_rec {
 	int64_t          v[SLOT__MAX];
 };
 
+/*
+ * A worker's share of the gauges, so that the master can take back what a
+ * worker that died (or was killed past shutdown_timeout) still held: its
+ * open connections and tunnels.  The master claims a row before fork and
+ * releases it when it reaps the worker; only that worker writes the row.
+ */
+#define NROWGAUGES      2               /* STAT_CONNECTIONS, STAT_WS_TUNNELS */
+
+struct stats_row {
+	uint32_t         used;          /* master only */
+	int64_t          g[NROWGAUGES];
+	int64_t          slot_tunnels[STATS_MAX_SLOTS];  /* SLOT_WS_TUNNELS */
+};
+
 struct stats_zone {
 	unsigned                 magic;
 	uint32_t                 nslots;        /* slots [0, nslots) were ever claimed */
@@ -46,14 +60,23 @@ struct stats_zone {
 	uint64_t                 g[STAT__MAX];
 	uint64_t                 status[NSTATUS];
 	struct stats_slot_rec    slot[STATS_MAX_SLOTS];
+	struct stats_row         row[STATS_ROWS];
 };
 
 static struct stats_zone *Z;
+static int Row = -1;                    /* this worker's row, or -1 */
 
 static bool
 is_gauge(enum stats_id id)
 {
 	return (id == STAT_CONNECTIONS || id == STAT_WS_TUNNELS);
+}
+
+/* The row index of a gauge id (is_gauge(id) must hold). */
+static unsigned
+row_gauge(enum stats_id id)
+{
+	return (id == STAT_CONNECTIONS ? 0 : 1);
 }
 
 struct stats_zone *
@@ -95,8 +118,10 @@ stats_zone_destroy(struct stats_zone *z)
 	if (z == NULL)
 		return;
 	CHECK_OBJ(z, STATS_MAGIC);
-	if (Z == z)
+	if (Z == z) {
 		Z = NULL;
+		Row = -1;
+	}
 	(void)pthread_mutex_destroy(&z->mtx);
 	z->magic = 0;
 	AZ(munmap(z, z->size));
@@ -108,6 +133,7 @@ stats_attach(struct stats_zone *z)
 	if (z != NULL)
 		CHECK_OBJ(z, STATS_MAGIC);
 	Z = z;
+	Row = -1;
 }
 
 void
@@ -117,6 +143,59 @@ stats_add(enum stats_id id, int64_t v)
 		return;
 	/* Unsigned wrap-around makes a negative v a subtraction. */
 	(void)__atomic_fetch_add(&Z->g[id], (uint64_t)v, __ATOMIC_RELAXED);
+	if (Row >= 0 && is_gauge(id))
+		(void)__atomic_fetch_add(&Z->row[Row].g[row_gauge(id)], v,
+		    __ATOMIC_RELAXED);
+}
+
+int
+stats_row_claim(void)
+{
+	if (Z == NULL)
+		return (-1);
+	for (int i = 0; i < STATS_ROWS; i++)
+		if (!Z->row[i].used) {
+			Z->row[i].used = 1;
+			return (i);
+		}
+	return (-1);
+}
+
+void
+stats_row_use(int row)
+{
+	Row = Z != NULL && row >= 0 && row < STATS_ROWS ? row : -1;
+}
+
+void
+stats_row_release(int row)
+{
+	struct stats_row *r;
+	static const enum stats_id gauge[NROWGAUGES] = {
+		STAT_CONNECTIONS, STAT_WS_TUNNELS
+	};
+
+	if (Z == NULL || row < 0 || row >= STATS_ROWS || !Z->row[row].used)
+		return;
+	r = &Z->row[row];
+	for (unsigned k = 0; k < NROWGAUGES; k++) {
+		int64_t v = __atomic_exchange_n(&r->g[k], 0, __ATOMIC_RELAXED);
+
+		if (v != 0)
+			(void)__atomic_fetch_sub(&Z->g[gauge[k]], (uint64_t)v,
+			    __ATOMIC_RELAXED);
+	}
+	for (unsigned i = 0; i < STATS_MAX_SLOTS; i++) {
+		int64_t v;
+
+		if (r->slot_tunnels[i] == 0)
+			continue;
+		v = __atomic_exchange_n(&r->slot_tunnels[i], 0,
+		    __ATOMIC_RELAXED);
+		(void)__atomic_fetch_sub(&Z->slot[i].v[SLOT_WS_TUNNELS], v,
+		    __ATOMIC_RELAXED);
+	}
+	r->used = 0;
 }
 
 void
@@ -215,8 +294,12 @@ stats_slot_add(int slot, enum stats_slot_id id, int64_t v)
 {
 	int64_t *p = slot_cell(slot, id);
 
-	if (p != NULL)
-		(void)__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+	if (p == NULL)
+		return;
+	(void)__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+	if (Row >= 0 && id == SLOT_WS_TUNNELS)
+		(void)__atomic_fetch_add(&Z->row[Row].slot_tunnels[slot], v,
+		    __ATOMIC_RELAXED);
 }
 
 void

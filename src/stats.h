@@ -63,6 +63,20 @@ void stats_zone_destroy(struct stats_zone *z);
 void stats_attach(struct stats_zone *z);
 
 void stats_add(enum stats_id id, int64_t v);
+
+/*
+ * Gauges after a worker dies: the master claims a row for each worker
+ * before it forks it (-1: none free, the worker's gauges are then not
+ * corrected), the worker writes its share of the gauges (open
+ * connections, tunnels, per-route tunnels) to it as well
+ * (stats_row_use), and when the master has reaped the worker it takes
+ * the row's values back out of the totals and frees the row.  So a worker
+ * killed with connections open leaves no phantom ones in /stats.
+ */
+#define STATS_ROWS 256
+int  stats_row_claim(void);             /* master, before fork */
+void stats_row_use(int row);            /* worker, after stats_attach */
+void stats_row_release(int row);        /* master, after waitpid */
 /* One answered request with this status: counts STAT_REQUESTS and the
  * per-code counter (100..599; other values count in STAT_REQUESTS only).
  * Callers do not add STAT_REQUESTS themselves. */

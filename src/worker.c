@@ -420,6 +420,7 @@ worker_main(const struct heritage *h)
 	    &W.env.tv_drain_linger);
 	ms_to_tv(2000, &W.env.tv_linger);
 	stats_attach(h->stats_zone);
+	stats_row_use(h->stats_row);
 	if (h->cache_zone != NULL) {
 		W.env.store = cache_memory_store(h->cache_zone);
 		if (W.env.store == NULL) {

@@ -26,6 +26,7 @@ struct heritage {
 	struct tls_keys     *tls_keys;     /* shared session ticket keys, or NULL */
 	unsigned             id;           /* worker slot 0..workers-1 */
 	unsigned             generation;   /* config generation, 1.. */
+	int                  stats_row;    /* stats_row_use(); -1: none */
 };
 
 /* Run the worker's event loop; exits the process (0 on a clean stop). */

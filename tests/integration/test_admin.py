@@ -6,6 +6,8 @@ only their error answers.  Counters live in a shared stats zone, so the
 numbers must be the sum over all workers whichever worker answers.
 """
 
+import os
+import signal
 import socket
 
 import pytest
@@ -226,6 +228,37 @@ def test_connections_gauge_across_workers(with_admin, origin):
         wait_until(lambda: gauge() == n, 3.0, 0.05,
                    "stoa_connections == %d" % n)
         assert admin_stats(s.admin_port)["connections"] == n
+    finally:
+        for sk in socks:
+            sk.close()
+    wait_until(lambda: gauge() == 0, 3.0, 0.05, "stoa_connections == 0")
+
+
+def test_connections_gauge_forgets_a_killed_worker(with_admin, origin):
+    """A worker killed with connections open: its replacement starts, and
+    the gauge drops to what the surviving worker holds (the master takes
+    back the dead worker's share), instead of counting them for good."""
+    body = conf_upstream("app", [origin.addr]) + conf_route("/", "app")
+    s = with_admin(body)
+    resps, per, socks = spread_requests(s, "/c/kill", n_min=4)
+    try:
+        pids = s.worker_pids()
+        assert len(set(per) & set(pids)) == 2, per
+        n = len(socks)
+
+        def gauge():
+            return sample(metrics(s.admin_port)[1], "stoa_connections")
+        wait_until(lambda: gauge() == n, 3.0, 0.05,
+                   "stoa_connections == %d" % n)
+        victim = pids[0]
+        left = n - per[victim]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(s.worker_pids()) == 2
+                   and victim not in s.worker_pids(), 5.0, 0.05,
+                   "the killed worker to be replaced")
+        wait_until(lambda: gauge() == left, 3.0, 0.05,
+                   "stoa_connections == %d (the survivor's)" % left)
+        assert admin_stats(s.admin_port)["connections"] == left
     finally:
         for sk in socks:
             sk.close()

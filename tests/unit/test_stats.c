@@ -115,6 +115,74 @@ test_gauge_below_zero_reads_zero(void **state)
 	assert_int_equal(stats_get(STAT_WS_TUNNELS), 1);
 }
 
+/*
+ * A worker that dies with connections and tunnels open: once the master
+ * releases its row, the totals hold only what the live workers hold,
+ * while counters (requests, bytes) keep what the dead one counted.
+ */
+static void
+test_dead_workers_gauges_are_taken_back(void **state)
+{
+	int live, dead, slot;
+	pid_t pid[2];
+	int st;
+
+	(void)state;
+	slot = stats_slot(STATS_SLOT_ROUTE, "/ws/ *");
+	assert_true(slot >= 0);
+	live = stats_row_claim();
+	dead = stats_row_claim();
+	assert_true(live >= 0 && dead >= 0 && live != dead);
+	for (int w = 0; w < 2; w++) {
+		pid[w] = fork();
+		assert_true(pid[w] >= 0);
+		if (pid[w] == 0) {
+			stats_row_use(w == 0 ? live : dead);
+			stats_add(STAT_CONNECTIONS, w == 0 ? 2 : 5);
+			stats_add(STAT_WS_TUNNELS, w == 0 ? 1 : 3);
+			stats_slot_add(slot, SLOT_WS_TUNNELS, w == 0 ? 1 : 3);
+			stats_add(STAT_REQUESTS, 7);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid[w], &st, 0), pid[w]);
+	}
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 7);
+	assert_int_equal(stats_get(STAT_WS_TUNNELS), 4);
+	assert_int_equal(stats_slot_get((unsigned)slot, SLOT_WS_TUNNELS), 4);
+
+	stats_row_release(dead);
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 2);
+	assert_int_equal(stats_get(STAT_WS_TUNNELS), 1);
+	assert_int_equal(stats_slot_get((unsigned)slot, SLOT_WS_TUNNELS), 1);
+	assert_int_equal(stats_get(STAT_REQUESTS), 14);
+	/* released once: a second release changes nothing */
+	stats_row_release(dead);
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 2);
+	/* the freed row is claimed again, empty */
+	assert_int_equal(stats_row_claim(), dead);
+	stats_row_release(dead);
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 2);
+	stats_row_release(live);
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 0);
+	assert_int_equal(stats_slot_get((unsigned)slot, SLOT_WS_TUNNELS), 0);
+}
+
+static void
+test_rows_run_out_cleanly(void **state)
+{
+	int n = 0;
+
+	(void)state;
+	while (stats_row_claim() >= 0)
+		n++;
+	assert_int_equal(n, STATS_ROWS);
+	stats_row_use(-1);              /* no row: gauges still count */
+	stats_add(STAT_CONNECTIONS, 1);
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 1);
+	stats_row_release(-1);          /* and releasing "none" is harmless */
+	assert_int_equal(stats_get(STAT_CONNECTIONS), 1);
+}
+
 static void
 test_status_codes_and_classes(void **state)
 {
@@ -329,6 +397,8 @@ main(void)
 		T(test_counters_add_up_across_processes),
 		T(test_gauge_goes_up_and_down),
 		T(test_gauge_below_zero_reads_zero),
+		T(test_dead_workers_gauges_are_taken_back),
+		T(test_rows_run_out_cleanly),
 		T(test_status_codes_and_classes),
 		T(test_slot_found_by_name),
 		T(test_slot_counters),
