@@ -79,8 +79,7 @@ txn_reset(struct txn *t)
 	t->route = -1;
 	t->server = -1;
 	t->failed_server = -1;
-	t->up_addr[0] = '-';
-	t->up_addr[1] = '\0';
+	t->up_addr = "-";
 }
 
 /* Common part of every conn with a bufferevent: callbacks, lists.

@@ -132,7 +132,8 @@ struct txn {
 	uint64_t                 t_start;       /* ms, head complete */
 	uint64_t                 t_upstream;    /* ms, upstream request sent */
 	uint64_t                 t_upstream_done;
-	char                     up_addr[64];
+	const char              *up_addr;       /* server as configured, "-": none;
+						 * the worker's config outlives it */
 };
 
 #define CONN_MAGIC 0xc0cc0001u

@@ -427,6 +427,10 @@ h1_fields(const char *buf, size_t pos, size_t end, bool is_req,
 			return ((ssize_t)(p + 2 - b));
 		}
 		name = p;
+		while (e - p >= 4 &&
+		    (h1_cls[p[0]] & h1_cls[p[1]] & h1_cls[p[2]] & h1_cls[p[3]] &
+		    C_TCHAR))
+			p += 4;
 		while (p < e && IS(*p, C_TCHAR))
 			p++;
 		if (p == e)

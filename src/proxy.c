@@ -65,17 +65,59 @@ chunk_in_data(struct http1_chunked *c)
 
 /* ---- request head ---------------------------------------------------- */
 
-/* Is header h named by a Connection header of m (hop-by-hop)? */
-static bool
-conn_named(const struct http_msg *m, const struct http_header *h)
-{
-	for (unsigned i = 0; i < m->nhdr; i++) {
-		const struct http_header *ch = &m->hdr[i];
+/*
+ * The Connection headers of a message (the hop-by-hop header names they
+ * list), gathered once per message: before, each forwarded header looked
+ * for them among all the headers again.  lens has bit L set when some
+ * listed name is L bytes long (bit 63: 63 or longer), so most headers are
+ * ruled out by their length alone.
+ */
+struct conn_opts {
+	unsigned                  n;
+	uint64_t                  lens;
+	const struct http_header *v[HTTP_MAX_HEADERS];
+};
 
-		if (ch->name_len == 10 && strncasecmp(ch->name, "Connection", 10) == 0 &&
-		    http_list_has_n(ch->value, ch->value_len, h->name, h->name_len))
-			return (true);
+static void
+conn_opts_of(const struct http_msg *m, struct conn_opts *o)
+{
+	o->n = 0;
+	o->lens = 0;
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		const struct http_header *h = &m->hdr[i];
+		size_t j = 0, s, e;
+
+		if (h->name_len != 10 || strncasecmp(h->name, "Connection", 10))
+			continue;
+		o->v[o->n++] = h;
+		/* the token lengths, as http_list_has_n() splits them */
+		while (j < h->value_len) {
+			while (j < h->value_len &&
+			    (h->value[j] == ' ' || h->value[j] == '\t'))
+				j++;
+			s = j;
+			while (j < h->value_len && h->value[j] != ',')
+				j++;
+			e = j;
+			while (e > s && (h->value[e - 1] == ' ' ||
+			    h->value[e - 1] == '\t'))
+				e--;
+			o->lens |= (uint64_t)1 << (e - s < 63 ? e - s : 63);
+			j++;
+		}
 	}
+}
+
+/* Is header h named by one of the Connection headers in o (hop-by-hop)? */
+static bool
+conn_named(const struct conn_opts *o, const struct http_header *h)
+{
+	if (!(o->lens & ((uint64_t)1 << (h->name_len < 63 ? h->name_len : 63))))
+		return (false);
+	for (unsigned i = 0; i < o->n; i++)
+		if (http_list_has_n(o->v[i]->value, o->v[i]->value_len,
+		    h->name, h->name_len))
+			return (true);
 	return (false);
 }
 
@@ -114,6 +156,7 @@ static int
 build_request(struct conn *c, struct evbuffer *out)
 {
 	const struct http_msg *m = &c->req;
+	struct conn_opts co;
 	const char *xff[16];
 	size_t xfflen[16];
 	unsigned nxff = 0;
@@ -127,6 +170,7 @@ build_request(struct conn *c, struct evbuffer *out)
 	hb_lit(&b, " ");
 	hb_add(&b, m->path, m->path_len);
 	hb_lit(&b, " HTTP/1.1\r\n");
+	conn_opts_of(m, &co);
 	for (unsigned i = 0; i < m->nhdr; i++) {
 		const struct http_header *h = &m->hdr[i];
 
@@ -164,7 +208,7 @@ build_request(struct conn *c, struct evbuffer *out)
 		default:
 			break;
 		}
-		if (m->nhdr > 1 && conn_named(m, h))
+		if (co.n > 0 && conn_named(&co, h))
 			continue;
 		hb_hdr(&b, h->name, h->name_len, h->value, h->value_len);
 	}
@@ -521,7 +565,7 @@ proxy_connect(struct conn *c)
 	balance_inc(env->bal, uc->up, uc->srv);
 	if (server_slot(c, uc) >= 0)
 		stats_slot_add(server_slot(c, uc), SLOT_REQUESTS, 1);
-	snprintf(t->up_addr, sizeof t->up_addr, "%s", upconn_addr(uc));
+	t->up_addr = upconn_addr(uc);
 	bufferevent_setcb(uc->bev, up_readcb, up_writecb, up_eventcb, c);
 	bufferevent_setwatermark(uc->bev, EV_WRITE, STOA_LOW_WATER, 0);
 	if (uc->connected) {
@@ -587,10 +631,12 @@ static int
 build_response(struct conn *c, const struct http_msg *r, struct evbuffer *out)
 {
 	struct txn *t = &c->txn;
+	struct conn_opts co;
 	struct hbuf b;
 
 	if (hb_open(&b, out, r->head_len + 256) != 0)
 		return (-1);
+	conn_opts_of(r, &co);
 	hb_lit(&b, "HTTP/1.1 ");
 	hb_u64(&b, (uint64_t)r->status);
 	hb_lit(&b, " ");
@@ -607,7 +653,7 @@ build_response(struct conn *c, const struct http_msg *r, struct evbuffer *out)
 		if (NAME_IS(h, "Content-Length") && r->body != HTTP_BODY_LENGTH &&
 		    r->body != HTTP_BODY_NONE)
 			continue;
-		if (r->nhdr > 1 && conn_named(r, h))
+		if (co.n > 0 && conn_named(&co, h))
 			continue;
 		if (t->cache_st != CACHE_ST_NONE && (NAME_IS(h, "Surrogate-Key") ||
 		    NAME_IS(h, "X-Cache")))
