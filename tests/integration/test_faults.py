@@ -57,6 +57,31 @@ def fds_settle(pids, limit, timeout=5.0):
                "worker descriptors back to <= %d" % limit)
 
 
+# ------------------------------------- hop-by-hop names in a response
+
+def hop_handler(req):
+    body = b"hop\n"
+    return [b"HTTP/1.1 200 OK\r\n"
+            b"Connection: keep-alive ,\tX-Hop-Resp, x-other-hop \r\n"
+            b"X-Hop-Resp: 1\r\nX-Other-Hop: 2\r\nX-Hop-Resp2: kept\r\n"
+            b"X-Kept: 3\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)]
+
+
+def test_response_headers_named_by_connection_are_dropped(stoa_factory,
+                                                          recorders):
+    """An origin's Connection header names hop-by-hop fields (RFC 9110
+    7.6.1): stoa drops them, and only them (a longer name with the same
+    prefix stays), whatever the spacing and case of the list."""
+    rec = recorders(handler=hop_handler)
+    st = _stoa(stoa_factory, rec)
+    r = http_get(st.port, "/hop", host="f.test")
+    assert r.status == 200 and r.body == b"hop\n"
+    names = {k.lower() for k, _ in r.headers}
+    assert "x-hop-resp" not in names and "x-other-hop" not in names, r
+    assert "x-hop-resp2" in names and "x-kept" in names, r
+
+
 # ------------------------------------------------ reset mid-response
 
 def reset_handler(req):
