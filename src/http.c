@@ -158,23 +158,36 @@ http_list_has(const char *v, size_t len, const char *token)
 }
 
 bool
+http_list_next(const char *v, size_t len, size_t *pos, const char **el,
+    size_t *ellen)
+{
+	size_t i = *pos, s, e;
+
+	if (i >= len)
+		return (false);
+	/* element: [OWS] text [OWS], up to the next comma */
+	while (i < len && (v[i] == ' ' || v[i] == '\t'))
+		i++;
+	s = i;
+	while (i < len && v[i] != ',')
+		i++;
+	e = i;
+	while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+		e--;
+	*pos = i + 1;   /* past the comma */
+	*el = v + s;
+	*ellen = e - s;
+	return (true);
+}
+
+bool
 http_list_has_n(const char *v, size_t len, const char *token, size_t tlen)
 {
-	size_t i = 0, s, e;
+	const char *el;
+	size_t pos = 0, n;
 
-	while (i < len) {
-		/* element: [OWS] text [OWS], up to the next comma */
-		while (i < len && (v[i] == ' ' || v[i] == '\t'))
-			i++;
-		s = i;
-		while (i < len && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e - s == tlen && http_ieq(v + s, token, tlen))
+	while (http_list_next(v, len, &pos, &el, &n))
+		if (n == tlen && http_ieq(el, token, tlen))
 			return (true);
-		i++;    /* past the comma */
-	}
 	return (false);
 }

@@ -89,5 +89,12 @@ bool http_list_has(const char *v, size_t len, const char *token);
 /* The same with a (pointer, length) token, e.g. a header name. */
 bool http_list_has_n(const char *v, size_t len, const char *token,
     size_t tlen);
+/*
+ * The elements of such a list one by one: from *pos (0 to start), the next
+ * element without its OWS in *el, *ellen (possibly empty: "a,,b"); false
+ * when the value is used up.
+ */
+bool http_list_next(const char *v, size_t len, size_t *pos, const char **el,
+    size_t *ellen);
 
 #endif

@@ -85,26 +85,14 @@ conn_opts_of(const struct http_msg *m, struct conn_opts *o)
 	o->lens = 0;
 	for (unsigned i = 0; i < m->nhdr; i++) {
 		const struct http_header *h = &m->hdr[i];
-		size_t j = 0, s, e;
+		const char *el;
+		size_t pos = 0, n;
 
 		if (h->name_len != 10 || strncasecmp(h->name, "Connection", 10))
 			continue;
 		o->v[o->n++] = h;
-		/* the token lengths, as http_list_has_n() splits them */
-		while (j < h->value_len) {
-			while (j < h->value_len &&
-			    (h->value[j] == ' ' || h->value[j] == '\t'))
-				j++;
-			s = j;
-			while (j < h->value_len && h->value[j] != ',')
-				j++;
-			e = j;
-			while (e > s && (h->value[e - 1] == ' ' ||
-			    h->value[e - 1] == '\t'))
-				e--;
-			o->lens |= (uint64_t)1 << (e - s < 63 ? e - s : 63);
-			j++;
-		}
+		while (http_list_next(h->value, h->value_len, &pos, &el, &n))
+			o->lens |= (uint64_t)1 << (n < 63 ? n : 63);
 	}
 }
 

@@ -215,23 +215,26 @@ def test_counters_aggregate_across_workers(with_admin, origin):
     assert origin.hits("/c/agg") == n
 
 
+def wait_connections(s, n, why=""):
+    """Wait (bounded) until stoa_connections is n, then check that /stats
+    says the same."""
+    wait_until(lambda: sample(metrics(s.admin_port)[1],
+                              "stoa_connections") == n, 3.0, 0.05,
+               "stoa_connections == %d%s" % (n, why))
+    assert admin_stats(s.admin_port)["connections"] == n
+
+
 def test_connections_gauge_across_workers(with_admin, origin):
     body = conf_upstream("app", [origin.addr]) + conf_route("/", "app")
     s = with_admin(body)
     resps, per, socks = spread_requests(s, "/c/conn", n_min=4)
     try:
         assert len(set(per) & set(s.worker_pids())) == 2, per
-        n = len(socks)
-
-        def gauge():
-            return sample(metrics(s.admin_port)[1], "stoa_connections")
-        wait_until(lambda: gauge() == n, 3.0, 0.05,
-                   "stoa_connections == %d" % n)
-        assert admin_stats(s.admin_port)["connections"] == n
+        wait_connections(s, len(socks))
     finally:
         for sk in socks:
             sk.close()
-    wait_until(lambda: gauge() == 0, 3.0, 0.05, "stoa_connections == 0")
+    wait_connections(s, 0)
 
 
 def test_connections_gauge_forgets_a_killed_worker(with_admin, origin):
@@ -244,25 +247,17 @@ def test_connections_gauge_forgets_a_killed_worker(with_admin, origin):
     try:
         pids = s.worker_pids()
         assert len(set(per) & set(pids)) == 2, per
-        n = len(socks)
-
-        def gauge():
-            return sample(metrics(s.admin_port)[1], "stoa_connections")
-        wait_until(lambda: gauge() == n, 3.0, 0.05,
-                   "stoa_connections == %d" % n)
+        wait_connections(s, len(socks))
         victim = pids[0]
-        left = n - per[victim]
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: len(s.worker_pids()) == 2
                    and victim not in s.worker_pids(), 5.0, 0.05,
                    "the killed worker to be replaced")
-        wait_until(lambda: gauge() == left, 3.0, 0.05,
-                   "stoa_connections == %d (the survivor's)" % left)
-        assert admin_stats(s.admin_port)["connections"] == left
+        wait_connections(s, len(socks) - per[victim], " (the survivor's)")
     finally:
         for sk in socks:
             sk.close()
-    wait_until(lambda: gauge() == 0, 3.0, 0.05, "stoa_connections == 0")
+    wait_connections(s, 0)
 
 
 # -------------------------------------------- not on the public listeners

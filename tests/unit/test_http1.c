@@ -1020,6 +1020,23 @@ test_http_helpers(void **state)
 	assert_true(http_list_has(v, strlen(v), "x"));
 	assert_false(http_list_has(v, strlen(v), "keep"));
 	assert_false(http_list_has(v, strlen(v), "close"));
+	{
+		/* elements one by one: OWS trimmed, empty ones kept, no
+		 * element after a trailing comma */
+		const char *l = " a ,\tbb,, c c ,", *el;
+		const char *want[] = { "a", "bb", "", "c c" };
+		size_t pos = 0, n, k = 0;
+
+		while (http_list_next(l, strlen(l), &pos, &el, &n)) {
+			assert_true(k < 4);
+			assert_int_equal(n, strlen(want[k]));
+			assert_memory_equal(el, want[k], n);
+			k++;
+		}
+		assert_int_equal(k, 4);
+		pos = 0;
+		assert_false(http_list_next("", 0, &pos, &el, &n));
+	}
 
 	REQ_OK("GET / HTTP/1.1\r\nHost: a\r\nX-Y: 1\r\nx-y: 2\r\n\r\n");
 	assert_non_null(http_find(&msg, "x-Y"));
