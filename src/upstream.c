@@ -201,8 +201,11 @@ upstream_put(struct upconn *uc, bool reusable, uint64_t now)
 	uc->idle_since = now;
 	bufferevent_set_timeouts(uc->bev, NULL, NULL);
 	bufferevent_setcb(uc->bev, idle_readcb, NULL, idle_eventcb, uc);
-	bufferevent_setwatermark(uc->bev, EV_READ | EV_WRITE, 0, 0);
-	bufferevent_enable(uc->bev, EV_READ);
+	/* EV_WRITE only: the proxy never sets a read watermark upstream, and
+	 * resetting one re-arms the read event (as does enabling it again) */
+	bufferevent_setwatermark(uc->bev, EV_WRITE, 0, 0);
+	if (!(bufferevent_get_enabled(uc->bev) & EV_READ))
+		bufferevent_enable(uc->bev, EV_READ);
 	TAILQ_INSERT_HEAD(&pl->idle, uc, link);
 	pl->nidle++;
 	p->nidle++;
