@@ -564,8 +564,13 @@ proxy_connect(struct conn *c)
 	} else
 		bufferevent_set_timeouts(uc->bev, NULL, &env->tv_upstream_connect);
 	/* a connected one is flush-attached (see up_eventcb): its writes
-	 * need no write event; a connecting one waits on it */
-	bufferevent_enable(uc->bev, uc->connected ? EV_READ : EV_READ | EV_WRITE);
+	 * need no write event; a connecting one waits on it.  A pooled one
+	 * reads already (upstream_put): enabling it again would only re-arm
+	 * its read event. */
+	if (!uc->connected)
+		bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+	else if (!(bufferevent_get_enabled(uc->bev) & EV_READ))
+		bufferevent_enable(uc->bev, EV_READ);
 
 	out = bufferevent_get_output(uc->bev);
 	if (t->replayable) {
