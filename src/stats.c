@@ -43,7 +43,7 @@ struct stats_slot_rec {
  * open connections and tunnels.  The master claims a row before fork and
  * releases it when it reaps the worker; only that worker writes the row.
  */
-#define NROWGAUGES      2               /* STAT_CONNECTIONS, STAT_WS_TUNNELS */
+#define NROWGAUGES      2               /* entries of gauge[] */
 
 struct stats_row {
 	uint32_t         used;          /* master only */
@@ -66,17 +66,26 @@ struct stats_zone {
 static struct stats_zone *Z;
 static int Row = -1;                    /* this worker's row, or -1 */
 
+/* The gauges: counters that go down as well as up.  A row's g[k] is the
+ * worker's share of gauge[k]. */
+static const enum stats_id gauge[NROWGAUGES] = {
+	STAT_CONNECTIONS, STAT_WS_TUNNELS
+};
+
+/* The index of id in gauge[], or -1 when id is a counter. */
+static int
+gauge_index(enum stats_id id)
+{
+	for (int k = 0; k < NROWGAUGES; k++)
+		if (gauge[k] == id)
+			return (k);
+	return (-1);
+}
+
 static bool
 is_gauge(enum stats_id id)
 {
-	return (id == STAT_CONNECTIONS || id == STAT_WS_TUNNELS);
-}
-
-/* The row index of a gauge id (is_gauge(id) must hold). */
-static unsigned
-row_gauge(enum stats_id id)
-{
-	return (id == STAT_CONNECTIONS ? 0 : 1);
+	return (gauge_index(id) >= 0);
 }
 
 struct stats_zone *
@@ -139,12 +148,14 @@ stats_attach(struct stats_zone *z)
 void
 stats_add(enum stats_id id, int64_t v)
 {
+	int k;
+
 	if (Z == NULL || (unsigned)id >= STAT__MAX)
 		return;
 	/* Unsigned wrap-around makes a negative v a subtraction. */
 	(void)__atomic_fetch_add(&Z->g[id], (uint64_t)v, __ATOMIC_RELAXED);
-	if (Row >= 0 && is_gauge(id))
-		(void)__atomic_fetch_add(&Z->row[Row].g[row_gauge(id)], v,
+	if (Row >= 0 && (k = gauge_index(id)) >= 0)
+		(void)__atomic_fetch_add(&Z->row[Row].g[k], v,
 		    __ATOMIC_RELAXED);
 }
 
@@ -171,9 +182,6 @@ void
 stats_row_release(int row)
 {
 	struct stats_row *r;
-	static const enum stats_id gauge[NROWGAUGES] = {
-		STAT_CONNECTIONS, STAT_WS_TUNNELS
-	};
 
 	if (Z == NULL || row < 0 || row >= STATS_ROWS || !Z->row[row].used)
 		return;
