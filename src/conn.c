@@ -53,10 +53,11 @@ static void conn_count(const struct conn *c);
 static void
 conn_linger(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 
-	if (bufferevent_getfd(c->bev) < 0) {
-		conn_close(c);          /* a bufferevent pair: nothing to linger on */
+	if (c->bev == NULL || bufferevent_getfd(c->bev) < 0) {
+		conn_close(c);          /* a stream or a bufferevent pair:
+					 * nothing to linger on */
 		return;
 	}
 	c->state = CS_LINGER;
@@ -82,13 +83,20 @@ txn_reset(struct txn *t)
 	t->up_addr = "-";
 }
 
-/* Common part of every conn with a bufferevent: callbacks, lists.
- * write: enable EV_WRITE (not for sockets flush.c writes for). */
+/* Common part of every conn: state, lists; with a bufferevent, its
+ * callbacks and buffers.  write: enable EV_WRITE (not for sockets flush.c
+ * writes for). */
 static void
 conn_setup(struct worker_env *env, struct conn *c, bool write)
 {
 	txn_reset(&c->txn);
 	c->state = CS_HEAD;
+	TAILQ_INSERT_TAIL(&env->conns, c, link);
+	env->nconns++;
+	if (c->bev == NULL)
+		return;
+	c->in = bufferevent_get_input(c->bev);
+	c->out = bufferevent_get_output(c->bev);
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, STOA_LOW_WATER, 0);
 	/* what a client may have queued (pipelining) while a request is in
@@ -96,8 +104,6 @@ conn_setup(struct worker_env *env, struct conn *c, bool write)
 	bufferevent_setwatermark(c->bev, EV_READ, 0,
 	    (size_t)env->cfg->limits.max_header_size + STOA_LOW_WATER);
 	bufferevent_enable(c->bev, write ? EV_READ | EV_WRITE : EV_READ);
-	TAILQ_INSERT_TAIL(&env->conns, c, link);
-	env->nconns++;
 }
 
 static void
@@ -121,8 +127,9 @@ peer_ip_of(const struct sockaddr *sa, char *out, size_t len)
 		snprintf(out, len, "%s", buf);
 }
 
-/* A conn owning bev, with its timer and replay buffer; NULL (bev freed)
- * when out of memory.  The caller finishes it with conn_setup(). */
+/* A conn owning bev (NULL: a stream's), with its timer and replay buffer;
+ * NULL (bev freed) when out of memory.  The caller finishes it with
+ * conn_setup(). */
 static struct conn *
 conn_alloc(struct worker_env *env, struct bufferevent *bev)
 {
@@ -130,7 +137,8 @@ conn_alloc(struct worker_env *env, struct bufferevent *bev)
 
 	c = mem_zalloc(sizeof *c);
 	if (c == NULL) {
-		bufferevent_free(bev);
+		if (bev != NULL)
+			bufferevent_free(bev);
 		return (NULL);
 	}
 	c->magic = CONN_MAGIC;
@@ -139,7 +147,8 @@ conn_alloc(struct worker_env *env, struct bufferevent *bev)
 	c->hdr_timer = evtimer_new(env->base, conn_hdr_timeout, c);
 	c->txn.replay = evbuffer_new();
 	if (c->hdr_timer == NULL || c->txn.replay == NULL) {
-		bufferevent_free(bev);
+		if (bev != NULL)
+			bufferevent_free(bev);
 		if (c->hdr_timer != NULL)
 			event_free(c->hdr_timer);
 		if (c->txn.replay != NULL)
@@ -213,6 +222,36 @@ conn_new_stream(struct worker_env *env, struct bufferevent *bev,
 	return (c);
 }
 
+static void
+conn_set_peer_ip(struct conn *c, const char *peer_ip)
+{
+	size_t n = strnlen(peer_ip, sizeof c->peer_ip - 1);
+
+	memcpy(c->peer_ip, peer_ip, n);
+	c->peer_ip[n] = '\0';
+}
+
+struct conn *
+conn_new_h2stream(struct worker_env *env, struct evbuffer *in,
+    struct evbuffer *out, const char *peer_ip, bool tls,
+    void (*on_close)(void *), void *arg)
+{
+	struct conn *c;
+
+	c = conn_alloc(env, NULL);
+	if (c == NULL)
+		return (NULL);
+	c->in = in;
+	c->out = out;
+	c->h2 = true;
+	c->tls = tls;
+	c->on_close = on_close;
+	c->on_close_arg = arg;
+	conn_set_peer_ip(c, peer_ip);
+	conn_setup(env, c, false);
+	return (c);
+}
+
 struct conn *
 conn_new_internal(struct worker_env *env, struct bufferevent *bev,
     const char *peer_ip)
@@ -223,12 +262,7 @@ conn_new_internal(struct worker_env *env, struct bufferevent *bev,
 	if (c == NULL)
 		return (NULL);
 	c->internal = true;
-	{
-		size_t n = strnlen(peer_ip, sizeof c->peer_ip - 1);
-
-		memcpy(c->peer_ip, peer_ip, n);
-		c->peer_ip[n] = '\0';
-	}
+	conn_set_peer_ip(c, peer_ip);
 	conn_setup(env, c, true);
 	return (c);
 }
@@ -255,7 +289,8 @@ conn_close(struct conn *c)
 	if (c->bev != NULL) {
 		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-	}
+	} else
+		c->in = c->out = NULL;  /* the stream's: h2.c keeps them */
 	evtimer_del(c->hdr_timer);
 	TAILQ_REMOVE(&env->conns, c, link);
 	TAILQ_INSERT_TAIL(&env->graveyard, c, link);
@@ -306,6 +341,7 @@ conn_detach(struct conn *c)
 	bev = c->bev;
 	conn_close(c);
 	c->bev = NULL;
+	c->in = c->out = NULL;
 	return (bev);
 }
 
@@ -316,7 +352,7 @@ conn_drain(struct conn *c)
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
 	switch (c->state) {
 	case CS_HEAD:
-		if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+		if (c->bev != NULL && evbuffer_get_length(c->in) == 0 &&
 		    !c->hdr_timing)
 			bufferevent_set_timeouts(c->bev, &c->env->tv_drain_linger,
 			    &c->env->tv_client_idle);
@@ -359,6 +395,7 @@ conn_to_h2(struct conn *c)
 	memcpy(ip, c->peer_ip, sizeof ip);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	c->bev = NULL;
+	c->in = c->out = NULL;
 	conn_close(c);
 	(void)h2_start(env, bev, ip, tls);
 }
@@ -369,7 +406,7 @@ static void
 conn_parse_head(struct conn *c)
 {
 	struct worker_env *env = c->env;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 	size_t len, n, max_head;
 	struct http1_err err;
 	const char *p;
@@ -461,9 +498,10 @@ again:
 	evbuffer_drain(in, (size_t)rc);
 	c->keep_alive = c->req.keep_alive && !env->draining;
 	c->state = CS_PROXY;
+	c->rd_paused = false;
 	/* Body reads and response writes: no progress for client_idle → close
 	 * (already so, unless a drain shortened the idle wait). */
-	if (env->draining)
+	if (env->draining && c->bev != NULL)
 		bufferevent_set_timeouts(c->bev, &env->tv_client_idle,
 		    &env->tv_client_idle);
 	proxy_start(c);
@@ -483,15 +521,38 @@ conn_readcb(struct bufferevent *bev, void *arg)
 		proxy_client_read(c);
 		break;
 	case CS_CLOSING:
-	case CS_LINGER: {
-		struct evbuffer *in = bufferevent_get_input(c->bev);
-
-		evbuffer_drain(in, evbuffer_get_length(in));
+	case CS_LINGER:
+		evbuffer_drain(c->in, evbuffer_get_length(c->in));
 		break;
-	}
 	case CS_DEAD:
 		break;
 	}
+}
+
+void
+conn_stream_input(struct conn *c)
+{
+	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
+	AZ(c->bev);
+	if (c->state == CS_PROXY && c->rd_paused)
+		return;         /* conn_read_resume() calls the proxy again */
+	conn_readcb(NULL, c);
+}
+
+void
+conn_read_pause(struct conn *c)
+{
+	c->rd_paused = true;
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ);
+}
+
+void
+conn_read_resume(struct conn *c)
+{
+	c->rd_paused = false;
+	if (c->bev != NULL)
+		bufferevent_enable(c->bev, EV_READ);
 }
 
 static void
@@ -527,7 +588,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (c->state == CS_HEAD && (what & BEV_EVENT_TIMEOUT) &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
+	    evbuffer_get_length(c->in) != 0) {
 		/* client_idle passed with a partial head: the header timer
 		 * normally fires first; treat it the same. */
 		conn_send_error(c, 408, true);
@@ -684,7 +745,7 @@ conn_count(const struct conn *c)
 void
 conn_send_error(struct conn *c, int status, bool close_after)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	const char *reason = http_reason(status);
 	char body[128];
 	int blen;
@@ -711,15 +772,17 @@ void
 conn_request_done(struct conn *c)
 {
 	struct worker_env *env = c->env;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
 	AZ(c->txn.uc);
 	pcache_txn_end(c);
 	conn_count(c);
 	conn_access_log(c);
-	if (c->internal) {
-		conn_close(c);          /* nobody reads: no flush, no linger */
+	if (c->internal || c->bev == NULL) {
+		/* nobody reads, or a stream: h2.c takes the response from
+		 * its buffer; no flush, no linger */
+		conn_close(c);
 		return;
 	}
 	if (c->txn.close_after || !c->keep_alive || env->draining) {
@@ -729,7 +792,7 @@ conn_request_done(struct conn *c)
 		 * sending does not get a reset that destroys our response */
 		bufferevent_enable(c->bev, EV_READ);
 		evbuffer_drain(in, evbuffer_get_length(in));
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		if (evbuffer_get_length(c->out) == 0)
 			conn_linger(c);
 		return;
 	}

@@ -142,7 +142,14 @@ struct conn {
 	unsigned                 magic;
 	enum conn_state          state;
 	struct worker_env       *env;
-	struct bufferevent      *bev;
+	struct bufferevent      *bev;           /* NULL: an HTTP/2 stream's
+						 * conn (h2.c owns in and out) */
+	struct evbuffer         *in;            /* request bytes: bev's input,
+						 * or the stream's buffer */
+	struct evbuffer         *out;           /* response bytes: bev's output,
+						 * or the stream's buffer */
+	bool                     rd_paused;     /* stream conn: the proxy stopped
+						 * taking request body bytes */
 	struct event            *hdr_timer;     /* client_header */
 	struct sockaddr_storage  peer;
 	char                     peer_ip[64];   /* for X-Forwarded-For and logs */
@@ -184,6 +191,10 @@ void conn_reap(struct worker_env *env);   /* free the graveyard */
 /* The request became a tunnel: log it, close the conn, hand back its
  * client bufferevent (callbacks cleared) to the caller. */
 struct bufferevent *conn_detach(struct conn *c);
+/* Stop / resume taking request body bytes from the client (backpressure:
+ * the upstream's output is full / drained). */
+void conn_read_pause(struct conn *c);
+void conn_read_resume(struct conn *c);
 /* Queue a stoa-generated response (error page) and finish the request. */
 void conn_send_error(struct conn *c, int status, bool close_after);
 /* The response in flight is complete; log it, then read the next request
@@ -199,6 +210,16 @@ struct conn *conn_new_internal(struct worker_env *env,
  * request; on_close(arg) is called once when the conn closes. */
 struct conn *conn_new_stream(struct worker_env *env, struct bufferevent *bev,
     const char *peer_ip, bool tls, void (*on_close)(void *), void *arg);
+/* One HTTP/2 stream's request without a bufferevent: h2.c writes the
+ * request (an HTTP/1.1 head, then the body) into `in` and calls
+ * conn_stream_input(); the response is written to `out`, which h2.c
+ * reads.  Both buffers stay h2.c's: the conn forgets them when it closes,
+ * after on_close(arg). */
+struct conn *conn_new_h2stream(struct worker_env *env, struct evbuffer *in,
+    struct evbuffer *out, const char *peer_ip, bool tls,
+    void (*on_close)(void *), void *arg);
+/* h2.c added request bytes to a stream conn's `in`. */
+void conn_stream_input(struct conn *c);
 /* An accepted TLS connection (handshake under way on bev). */
 struct conn *conn_new_tls(struct worker_env *env, struct bufferevent *bev,
     const struct sockaddr *sa, int salen);

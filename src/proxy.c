@@ -374,7 +374,7 @@ proxy_client_read(struct conn *c)
 {
 	struct txn *t = &c->txn;
 	struct body_state *b = &t->req_body;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 	struct evbuffer *out;
 	uint64_t max_body = c->env->cfg->limits.max_body_size;
 	size_t len, n, used;
@@ -439,7 +439,7 @@ proxy_client_read(struct conn *c)
 		return;
 	}
 	if (evbuffer_get_length(out) >= STOA_HIGH_WATER)
-		bufferevent_disable(c->bev, EV_READ);
+		conn_read_pause(c);
 }
 
 /* ---- start ----------------------------------------------------------- */
@@ -511,7 +511,7 @@ proxy_forward(struct conn *c)
 	struct txn *t = &c->txn;
 
 	if (m->expect_continue && !t->req_body.done && m->minor == 1)
-		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	t->replayable = http_method_idempotent(m->meth) &&
 	    (m->body != HTTP_BODY_LENGTH || m->content_length <= STOA_REPLAY_MAX);
 	if (build_request(c, t->replay) != 0) {
@@ -585,7 +585,7 @@ proxy_connect(struct conn *c)
 	if (t->req_body.done)
 		req_body_complete(c);
 	else {
-		bufferevent_enable(c->bev, EV_READ);
+		conn_read_resume(c);
 		proxy_client_read(c);
 	}
 }
@@ -802,8 +802,7 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 					return (-1);
 				}
 				t->status = 101;
-				if (build_response(c, &r,
-				    bufferevent_get_output(c->bev)) != 0)
+				if (build_response(c, &r, c->out) != 0)
 					return (-1);
 				evbuffer_drain(in, (size_t)rc);
 				t->head_sent = true;
@@ -851,7 +850,7 @@ proxy_resp_head(struct conn *c, struct evbuffer *in)
 			t->close_after = true;
 		break;
 	}
-	if (build_response(c, &r, bufferevent_get_output(c->bev)) != 0)
+	if (build_response(c, &r, c->out) != 0)
 		return (-1);
 	evbuffer_drain(in, (size_t)rc);
 	t->head_sent = true;
@@ -909,7 +908,7 @@ up_readcb(struct bufferevent *bev, void *arg)
 			return;
 		}
 	}
-	out = bufferevent_get_output(c->bev);
+	out = c->out;
 	if (proxy_resp_body(c, in, out, &err)) {
 		proxy_finish(c, t->up_keepalive && evbuffer_get_length(in) == 0);
 		return;
@@ -932,7 +931,7 @@ up_writecb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	CHECK_OBJ_NOTNULL(c, CONN_MAGIC);
 	if (c->state == CS_PROXY && !c->txn.req_body.done) {
-		bufferevent_enable(c->bev, EV_READ);
+		conn_read_resume(c);
 		proxy_client_read(c);
 	}
 }
@@ -982,18 +981,18 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 	/* EOF or error */
 	if (t->head_sent && t->resp_body.mode == HTTP_BODY_EOF) {
 		/* end of a close-delimited body: flush what is left */
-		(void)proxy_resp_body(c, bufferevent_get_input(bev),
-		    bufferevent_get_output(c->bev), &err);
+		(void)proxy_resp_body(c, bufferevent_get_input(bev), c->out,
+		    &err);
 		t->resp_body.done = true;
 		if (t->chunk_out)
-			evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+			evbuffer_add(c->out, "0\r\n\r\n", 5);
 		proxy_finish(c, false);
 		return;
 	}
 	if (t->head_sent) {
 		/* pass on what arrived, then cut the client off */
-		(void)proxy_resp_body(c, bufferevent_get_input(bev),
-		    bufferevent_get_output(c->bev), &err);
+		(void)proxy_resp_body(c, bufferevent_get_input(bev), c->out,
+		    &err);
 		if (t->resp_body.done) {
 			proxy_finish(c, false);
 			return;

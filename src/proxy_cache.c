@@ -109,7 +109,7 @@ serve_obj(struct conn *c, struct cache_obj *obj, enum cache_status st,
     bool count)
 {
 	struct txn *t = &c->txn;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = c->out;
 	uint64_t now = util_epoch_ms();
 	struct hbuf b;
 
