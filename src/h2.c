@@ -2,18 +2,24 @@
  * h2.c -- HTTP/2 client connections (nghttp2), as a gateway onto the
  * HTTP/1.1 path; see h2.h.
  *
- * Per stream:  HEADERS → an HTTP/1.1 request head written into our end of
- * a bufferevent pair whose other end is an internal struct conn (it parses
- * it strictly, routes, caches and proxies like any client request);
- * DATA → the request body (chunked unless content-length was given);
- * the HTTP/1.1 response coming back on our end is parsed (http1.c) into
- * :status + headers and its body decoded into st->body, which DATA frames
- * take from without copying (NGHTTP2_DATA_FLAG_NO_COPY).
+ * Per stream:  HEADERS → an HTTP/1.1 request head written into st->cin,
+ * the input of a struct conn without a socket (conn_new_h2stream: it
+ * parses the head strictly, routes, caches and proxies like any client
+ * request); DATA → the request body (chunked unless content-length was
+ * given) into the same buffer.  The conn writes its HTTP/1.1 response into
+ * st->resp; from the connection's pump event (once per loop turn, however
+ * many pieces were written) it is parsed (http1.c) into :status + headers
+ * and its body decoded into st->body, which DATA frames take from without
+ * copying (NGHTTP2_DATA_FLAG_NO_COPY).
+ *
+ * WebSocket streams (RFC 8441) become a byte tunnel, and a tunnel needs a
+ * bufferevent: for them the conn's side is one end of a bufferevent pair
+ * and ours is st->pair, whose input takes st->resp's role.
  *
  * Lifetimes: an h2conn is freed from a zero-timeout event, never inside
- * nghttp2's callbacks.  A stream is freed in on_stream_close; its internal
- * conn tells us when it closes through conn->on_close, after which the
- * stream only drains what is already in its buffers.
+ * nghttp2's callbacks.  A stream is freed in on_stream_close; its conn
+ * tells us when it closes through conn->on_close, after which the stream
+ * only drains what is already in its buffers.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -49,9 +55,11 @@ struct h2stream {
 	unsigned                 magic;
 	struct h2conn           *h;
 	int32_t                  id;
-	struct bufferevent      *pair;          /* our end; the conn has the other */
+	struct bufferevent      *pair;          /* WebSocket: our end of the pair */
 	struct conn             *ic;            /* NULL once it closed */
 	struct evbuffer         *req;           /* regular request fields */
+	struct evbuffer         *cin;           /* request bytes for the conn */
+	struct evbuffer         *resp;          /* its HTTP/1.1 response */
 	/* pseudo-header values held from nghttp2 until the head is built */
 	nghttp2_rcbuf           *method, *path, *authority, *protocol;
 	struct evbuffer         *cookie;        /* cookie crumbs, joined; lazy */
@@ -69,7 +77,12 @@ struct h2stream {
 	bool                     resp_done;     /* body complete in st->body */
 	bool                     deferred;      /* data provider waits for bytes */
 	bool                     resp_sent;     /* END_STREAM of the response queued */
-	bool                     paused;        /* pair reading stopped (body full) */
+	bool                     paused;        /* body full: decoding stopped */
+	bool                     resp_high;     /* resp reached the high watermark
+						 * (the proxy stopped reading) */
+	bool                     dirty;         /* on h->dirty */
+	bool                     fed;           /* cin has bytes for the conn */
+	TAILQ_ENTRY(h2stream)    dlink;
 	enum http_body           mode;
 	uint64_t                 left;
 	struct http1_chunked     chunk;
@@ -88,6 +101,8 @@ struct h2conn {
 	bool                     goaway;        /* draining */
 	unsigned                 nstreams;
 	TAILQ_HEAD(, h2stream)   streams;
+	TAILQ_HEAD(, h2stream)   dirty;         /* streams to pump */
+	struct event            *pump;          /* runs them, then flushes */
 	char                    *scratch;       /* lower-cased header names */
 	size_t                   scratch_cap;
 	TAILQ_ENTRY(h2conn)      link;
@@ -95,6 +110,71 @@ struct h2conn {
 
 static void h2_flush(struct h2conn *h);
 static void stream_pump(struct h2stream *st);
+
+/* Pump st (and flush) from the loop, once however often it is asked. */
+static void
+stream_schedule(struct h2stream *st)
+{
+	struct h2conn *h = st->h;
+
+	if (st->dirty || h->closing)
+		return;
+	st->dirty = true;
+	TAILQ_INSERT_TAIL(&h->dirty, st, dlink);
+	event_active(h->pump, EV_TIMEOUT, 0);
+}
+
+static void
+h2_pump(evutil_socket_t fd, short what, void *arg)
+{
+	struct h2conn *h = arg;
+	struct h2stream *st;
+
+	(void)fd;
+	(void)what;
+	CHECK_OBJ_NOTNULL(h, H2CONN_MAGIC);
+	while ((st = TAILQ_FIRST(&h->dirty)) != NULL) {
+		TAILQ_REMOVE(&h->dirty, st, dlink);
+		st->dirty = false;
+		if (st->fed) {
+			st->fed = false;
+			if (st->ic != NULL)
+				conn_stream_input(st->ic);
+		}
+		stream_pump(st);
+	}
+	h2_flush(h);
+}
+
+/* The response side of st: where the conn's HTTP/1.1 bytes arrive. */
+static struct evbuffer *
+stream_resp(const struct h2stream *st)
+{
+	return (st->pair != NULL ? bufferevent_get_input(st->pair) : st->resp);
+}
+
+/* The request side of st: where its HTTP/1.1 bytes go to the conn. */
+static struct evbuffer *
+stream_cin(const struct h2stream *st)
+{
+	return (st->pair != NULL ? bufferevent_get_output(st->pair) : st->cin);
+}
+
+/*
+ * Request bytes were added: a conn without a socket reads them from the
+ * pump, not inside nghttp2's callbacks.  So a stream reset in the same
+ * read as its HEADERS (rapid reset) is freed before its conn ever parsed
+ * the head: it costs no upstream request.  The pump also takes every DATA
+ * frame of one read at once.
+ */
+static void
+stream_fed(struct h2stream *st)
+{
+	if (st->pair != NULL || st->ic == NULL)
+		return;
+	st->fed = true;
+	stream_schedule(st);
+}
 
 /* ---- teardown --------------------------------------------------------- */
 
@@ -126,6 +206,12 @@ stream_free(struct h2stream *st)
 		bufferevent_setcb(st->pair, NULL, NULL, NULL, NULL);
 		bufferevent_free(st->pair);
 	}
+	if (st->dirty)
+		TAILQ_REMOVE(&h->dirty, st, dlink);
+	if (st->cin != NULL)
+		evbuffer_free(st->cin);
+	if (st->resp != NULL)
+		evbuffer_free(st->resp);
 	evbuffer_free(st->req);
 	stream_drop_pseudo(st);
 	if (st->cookie != NULL)
@@ -150,6 +236,7 @@ h2conn_free(evutil_socket_t fd, short what, void *arg)
 	while ((st = TAILQ_FIRST(&h->streams)) != NULL)
 		stream_free(st);
 	nghttp2_session_del(h->s);
+	event_free(h->pump);
 	flush_detach(h->bev);
 	bufferevent_free(h->bev);
 	free(h->scratch);
@@ -226,7 +313,10 @@ send_data_cb(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fh,
 	}
 	if (st->paused && evbuffer_get_length(st->body) < STOA_LOW_WATER) {
 		st->paused = false;
-		bufferevent_enable(st->pair, EV_READ);
+		if (st->pair != NULL)
+			bufferevent_enable(st->pair, EV_READ);
+		else
+			stream_schedule(st);
 	}
 	return (0);
 }
@@ -375,13 +465,69 @@ static void stream_conn_closed(void *arg);
 static void pair_eventcb(struct bufferevent *bev, short what, void *arg);
 static void pair_readcb(struct bufferevent *bev, void *arg);
 static void pair_writecb(struct bufferevent *bev, void *arg);
+static void stream_consumed(struct h2stream *st, size_t queued);
 
-/* The request head is complete: start the internal connection. */
+/* The conn wrote response bytes: decode them from the loop. */
+static void
+resp_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	if (info->n_added > 0)
+		stream_schedule(arg);
+}
+
+/* The conn took request bytes: acknowledge the DATA they came in. */
+static void
+cin_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	if (info->n_deleted > 0)
+		stream_consumed(arg, evbuffer_get_length(b));
+}
+
+/* The conn's side of a WebSocket stream: a bufferevent pair (a tunnel
+ * splices bufferevents); out is set to the pair's request side. */
+static int
+stream_pair(struct h2conn *h, struct h2stream *st)
+{
+	struct bufferevent *pair[2];
+
+	if (bufferevent_pair_new(h->env->base, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS, pair) != 0)
+		return (-1);
+	st->pair = pair[1];
+	st->ic = conn_new_stream(h->env, pair[0], h->peer_ip, h->tls,
+	    stream_conn_closed, st);
+	if (st->ic == NULL)
+		return (-1);
+	bufferevent_setcb(st->pair, pair_readcb, pair_writecb, pair_eventcb, st);
+	/* response bytes wait in the conn while our body buffer is full */
+	bufferevent_setwatermark(st->pair, EV_READ, 0, STOA_HIGH_WATER);
+	bufferevent_setwatermark(st->pair, EV_WRITE, STOA_LOW_WATER, 0);
+	bufferevent_enable(st->pair, EV_READ | EV_WRITE);
+	return (0);
+}
+
+/* The conn's side of a request stream: two buffers, no socket. */
+static int
+stream_direct(struct h2conn *h, struct h2stream *st)
+{
+	st->cin = evbuffer_new();
+	st->resp = evbuffer_new();
+	if (st->cin == NULL || st->resp == NULL)
+		return (-1);
+	st->ic = conn_new_h2stream(h->env, st->cin, st->resp, h->peer_ip,
+	    h->tls, stream_conn_closed, st);
+	if (st->ic == NULL)
+		return (-1);
+	evbuffer_add_cb(st->resp, resp_cb, st);
+	evbuffer_add_cb(st->cin, cin_cb, st);
+	return (0);
+}
+
+/* The request head is complete: start the stream's conn. */
 static int
 stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 {
-	struct worker_env *env = h->env;
-	struct bufferevent *pair[2];
 	struct evbuffer *out;
 	nghttp2_vec m, pv, a;
 
@@ -412,24 +558,13 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 		st->meth = HTTP_M_GET;
 	}
 
-	if (bufferevent_pair_new(env->base, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS, pair) != 0)
-		return (-1);
-	st->pair = pair[1];
-	st->ic = conn_new_stream(env, pair[0], h->peer_ip, h->tls,
-	    stream_conn_closed, st);
-	if (st->ic == NULL)
+	if ((st->ws ? stream_pair(h, st) : stream_direct(h, st)) != 0)
 		return (-1);
 	st->req_started = true;
 	st->req_ended = end_stream;
-	bufferevent_setcb(st->pair, pair_readcb, pair_writecb, pair_eventcb, st);
-	/* response bytes wait in the conn while our body buffer is full */
-	bufferevent_setwatermark(st->pair, EV_READ, 0, STOA_HIGH_WATER);
-	bufferevent_setwatermark(st->pair, EV_WRITE, STOA_LOW_WATER, 0);
-	bufferevent_enable(st->pair, EV_READ | EV_WRITE);
 
 	/* the HTTP/1.1 head, straight into the conn's input */
-	out = bufferevent_get_output(st->pair);
+	out = stream_cin(st);
 	evbuffer_add(out, m.base, m.len);
 	evbuffer_add(out, " ", 1);
 	evbuffer_add(out, pv.base, pv.len);
@@ -458,6 +593,7 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 	}
 	if (st->req_ended && st->req_chunked)
 		evbuffer_add(out, "0\r\n\r\n", 5);
+	stream_fed(st);
 	return (0);
 }
 
@@ -486,8 +622,10 @@ on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 		if (st == NULL || !end || st->req_ended)
 			return (0);
 		st->req_ended = true;
-		if (st->req_chunked && st->pair != NULL)
-			evbuffer_add(bufferevent_get_output(st->pair), "0\r\n\r\n", 5);
+		if (st->req_chunked) {
+			evbuffer_add(stream_cin(st), "0\r\n\r\n", 5);
+			stream_fed(st);
+		}
 		if (st->tunnel && st->pair != NULL)
 			(void)bufferevent_flush(st->pair, EV_WRITE, BEV_FINISHED);
 		return (0);
@@ -505,7 +643,7 @@ on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	struct evbuffer *out;
 
 	(void)flags;
-	if (st == NULL || st->pair == NULL || (st->ic == NULL && !st->tunnel)) {
+	if (st == NULL || !st->req_started || (st->ic == NULL && !st->tunnel)) {
 		/* nobody will read it: acknowledge at once */
 		nghttp2_session_consume(s, id, len);
 		if (st != NULL && st->resp_sent && !st->req_ended) {
@@ -517,14 +655,15 @@ on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 		}
 		return (0);
 	}
-	out = bufferevent_get_output(st->pair);
+	out = stream_cin(st);
 	if (st->req_chunked)
 		evbuffer_add_printf(out, "%zx\r\n", len);
 	evbuffer_add(out, data, len);
 	if (st->req_chunked)
 		evbuffer_add(out, "\r\n", 2);
-	/* WINDOW_UPDATE only once the conn took it (pair_writecb) */
+	/* WINDOW_UPDATE only once the conn took it (stream_consumed) */
 	st->unconsumed += len;
+	stream_fed(st);
 	return (0);
 }
 
@@ -546,20 +685,30 @@ on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *arg)
 
 /* ---- responses: HTTP/1.1 → HEADERS and DATA ---------------------------- */
 
-/* The request body moved on into the conn: acknowledge it to the peer. */
+/* The conn took request body bytes: `queued` are left for it (framing
+ * included).  Acknowledge the rest to the peer (WINDOW_UPDATE). */
+static void
+stream_consumed(struct h2stream *st, size_t queued)
+{
+	struct h2conn *h = st->h;
+
+	if (st->unconsumed <= queued)
+		return;
+	nghttp2_session_consume(h->s, st->id, st->unconsumed - queued);
+	st->unconsumed = queued;
+	if (st->pair != NULL)
+		h2_flush(h);
+	else
+		stream_schedule(st);    /* we are inside the conn's reading */
+}
+
 static void
 pair_writecb(struct bufferevent *bev, void *arg)
 {
 	struct h2stream *st = arg;
-	struct h2conn *h = st->h;
-	size_t queued = evbuffer_get_length(bufferevent_get_output(bev));
 
 	CHECK_OBJ_NOTNULL(st, H2STREAM_MAGIC);
-	if (st->unconsumed > queued) {
-		nghttp2_session_consume(h->s, st->id, st->unconsumed - queued);
-		st->unconsumed = queued;
-		h2_flush(h);
-	}
+	stream_consumed(st, evbuffer_get_length(bufferevent_get_output(bev)));
 }
 
 static bool
@@ -628,7 +777,7 @@ submit_head(struct h2stream *st, const struct http_msg *r)
 static int
 stream_decode(struct h2stream *st)
 {
-	struct evbuffer *in = bufferevent_get_input(st->pair);
+	struct evbuffer *in = stream_resp(st);
 	size_t max_head = (size_t)st->h->env->cfg->limits.max_header_size;
 	struct http_msg r;
 	struct http1_err err;
@@ -667,6 +816,10 @@ stream_decode(struct h2stream *st)
 		evbuffer_drain(in, (size_t)rc);
 	}
 	while (!st->resp_done && (len = evbuffer_get_length(in)) > 0) {
+		/* without a pair nothing else bounds the body buffer */
+		if (st->pair == NULL &&
+		    evbuffer_get_length(st->body) >= STOA_HIGH_WATER)
+			break;
 		switch (st->mode) {
 		case HTTP_BODY_LENGTH:
 			n = len < st->left ? len : (size_t)st->left;
@@ -707,9 +860,13 @@ static void
 stream_pump(struct h2stream *st)
 {
 	struct h2conn *h = st->h;
+	struct evbuffer *resp;
 
-	if (st->pair == NULL || h->closing)
+	if (!st->req_started || h->closing)
 		return;
+	resp = stream_resp(st);
+	if (st->pair == NULL && evbuffer_get_length(resp) >= STOA_HIGH_WATER)
+		st->resp_high = true;   /* the proxy stopped reading upstream */
 	if (stream_decode(st) != 0) {
 		log_warn("h2 stream %d: bad response from the proxy path", st->id);
 		nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id,
@@ -717,14 +874,13 @@ stream_pump(struct h2stream *st)
 		return;
 	}
 	if (st->ic == NULL && !st->resp_done && !st->tunnel &&
-	    evbuffer_get_length(bufferevent_get_input(st->pair)) == 0) {
+	    evbuffer_get_length(resp) == 0) {
 		/* the conn closed without finishing the response */
 		if (!st->resp_head) {
 			static const char bad[] = "HTTP/1.1 502 Bad Gateway\r\n"
 			    "Content-Length: 0\r\n\r\n";
 
-			evbuffer_add(bufferevent_get_input(st->pair), bad,
-			    sizeof bad - 1);
+			evbuffer_add(resp, bad, sizeof bad - 1);
 			stream_pump(st);
 			return;
 		}
@@ -734,11 +890,18 @@ stream_pump(struct h2stream *st)
 	}
 	if (evbuffer_get_length(st->body) >= STOA_HIGH_WATER && !st->paused) {
 		st->paused = true;
-		bufferevent_disable(st->pair, EV_READ);
+		if (st->pair != NULL)
+			bufferevent_disable(st->pair, EV_READ);
 	}
 	if (st->deferred && (evbuffer_get_length(st->body) > 0 || st->resp_done)) {
 		st->deferred = false;
 		nghttp2_session_resume_data(h->s, st->id);
+	}
+	if (st->resp_high && st->ic != NULL &&
+	    evbuffer_get_length(resp) < STOA_LOW_WATER) {
+		/* last: the proxy may write (and finish) at once */
+		st->resp_high = false;
+		proxy_client_drained(st->ic);
 	}
 }
 
@@ -779,10 +942,8 @@ stream_conn_closed(void *arg)
 
 	CHECK_OBJ_NOTNULL(st, H2STREAM_MAGIC);
 	st->ic = NULL;
-	stream_pump(st);
-	/* the flush happens from the loop: we are inside conn_close() */
-	bufferevent_trigger(st->h->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
-	    BEV_TRIG_DEFER_CALLBACKS);
+	/* from the loop: we are inside conn_close() */
+	stream_schedule(st);
 }
 
 /* ---- the client connection --------------------------------------------- */
@@ -956,6 +1117,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	h->tls = tls;
 	snprintf(h->peer_ip, sizeof h->peer_ip, "%s", peer_ip);
 	TAILQ_INIT(&h->streams);
+	TAILQ_INIT(&h->dirty);
 	if (nghttp2_session_callbacks_new(&cbs) != 0) {
 		flush_detach(bev);
 		bufferevent_free(bev);
@@ -979,7 +1141,7 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 		free(h);
 		return (-1);
 	}
-	/* flow control follows our buffers (pair_writecb) */
+	/* flow control follows our buffers (stream_consumed) */
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	/* flood limits: queued SETTINGS/PING ACKs, SETTINGS entries */
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
@@ -988,6 +1150,10 @@ h2_start(struct worker_env *env, struct bufferevent *bev, const char *peer_ip,
 	rv = nghttp2_session_server_new3(&h->s, cbs, h, opt, &h2_mem);
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cbs);
+	if (rv == 0 && (h->pump = event_new(env->base, -1, 0, h2_pump, h)) == NULL) {
+		nghttp2_session_del(h->s);
+		rv = -1;
+	}
 	if (rv != 0) {
 		flush_detach(bev);
 		bufferevent_free(bev);

@@ -2,15 +2,16 @@
  * h2.h -- HTTP/2 for clients (nghttp2), over TLS (ALPN "h2") or cleartext
  * with prior knowledge (h2c).
  *
- * Each stream becomes one HTTP/1.1 request on an internal connection
- * (struct conn over one end of a bufferevent pair), so routing, limits,
- * the cache, upstream pools and retries are exactly those of HTTP/1.1;
- * h2.c translates the stream's headers and DATA into that request and the
- * HTTP/1.1 response back into HEADERS and DATA.  Flow control is wired to
- * the splice watermarks both ways: request DATA is acknowledged
- * (WINDOW_UPDATE) only as the internal connection consumes it, and
- * response bytes are read from the internal connection only while the
- * client's window and our output buffer have room.
+ * Each stream becomes one HTTP/1.1 request on a struct conn without a
+ * socket (two buffers h2.c owns; a bufferevent pair for WebSocket
+ * streams, which become tunnels), so routing, limits, the cache, upstream
+ * pools and retries are exactly those of HTTP/1.1; h2.c translates the
+ * stream's headers and DATA into that request and the HTTP/1.1 response
+ * back into HEADERS and DATA.  Flow control is wired to the splice
+ * watermarks both ways: request DATA is acknowledged (WINDOW_UPDATE) only
+ * as the conn consumes it, and response bytes are decoded only while the
+ * client's window and our output buffer have room; past the high
+ * watermark the proxy stops reading the upstream until they drain.
  *
  * Protections (nghttp2 plus ours): at most H2_MAX_STREAMS concurrent
  * streams, header lists bounded by limits.max_header_size, bounded

@@ -341,6 +341,60 @@ def test_upload_to_a_stalled_origin_is_flow_controlled(stoa_factory):
         origin.stop()
 
 
+
+def test_slow_h2_reader_gets_every_byte_in_order(h2_stoa, backend):
+    """Response backpressure: a reader that acknowledges DATA in bursts
+    with pauses makes stoa's buffers fill (the proxy stops reading the
+    upstream) and drain again (it resumes), many times over; every byte
+    arrives, in order, within the deadline."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    n = 8 * MB
+    s = h2_stoa(workers=1)
+    sock = socket.create_connection(("127.0.0.1", s.port), 10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                            (":path", "/big?n=%d" % n),
+                            (":authority", "a.test")], end_stream=True)
+    sock.sendall(conn.data_to_send())
+    crc, size, status, ended, unacked = 0, 0, None, False, 0
+    deadline = time.monotonic() + 30
+    try:
+        while not ended:
+            assert time.monotonic() < deadline, "stalled at %d bytes" % size
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            data = sock.recv(65536)
+            assert data, "stoa closed the connection at %d bytes" % size
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status = dict(ev.headers)[":status"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    crc = zlib.crc32(ev.data, crc)
+                    size += len(ev.data)
+                    unacked += ev.flow_controlled_length
+                    conn.acknowledge_received_data(
+                        ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(ev, h2.events.StreamReset):
+                    raise AssertionError("stream reset at %d bytes" % size)
+            if unacked >= 1 * MB:
+                # stop reading for a while: stoa's buffers (256 KB of
+                # decoded body, 256 KB behind it) fill, the upstream waits
+                time.sleep(0.05)
+                unacked = 0
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    assert status == "200"
+    assert size == n and crc == pattern_crc(n), (size, n)
+
+
 # ------------------------------------------------------------------- cache
 
 @pytest.mark.parametrize("tls", [True, False], ids=["tls", "h2c"])

@@ -224,7 +224,7 @@ def flood_for(seconds, once):
     t_end = time.monotonic() + seconds
     while time.monotonic() < t_end or not out:
         out.append(once())
-    print("%d flooding connections: %s" % (len(out), sorted(set(out))[:6]))
+    print("%d flooding connections: %s" % (len(out), sorted(set(out), key=repr)[:6]))
     return out
 
 
