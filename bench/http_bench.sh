@@ -22,7 +22,8 @@
 #
 # Besides the table it prints "RESULT <scenario> <system> <metric> <value>"
 # lines for bench/run: scenarios cache_hit, proxy_pass (system "direct":
-# wrk straight to the origin), instr_hit, instr_pass.
+# wrk straight to the origin), instr_hit, instr_pass, and for stoa and
+# nginx instr_h2_hit, instr_h2_pass (HTTP/2 without TLS, h2load).
 
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -60,6 +61,7 @@ $(nginx_cache_zone)
 $(nginx_upstream_origin)
 	server {
 		listen 127.0.0.1:${PORT[nginx]};
+		${NGINX_H2C_PORT:+listen 127.0.0.1:$NGINX_H2C_PORT http2;}
 		proxy_http_version 1.1;
 		proxy_set_header Connection "";
 		proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
@@ -140,22 +142,42 @@ sys.exit(1 if bad else 0)
 EOF_PY
 }
 
-# instr_run SYSTEM PATH COUNT TAG: start SYSTEM under callgrind, send COUNT
-# requests for PATH, stop it, and set INSTR_TOTAL to the instruction total of
-# its busiest process (the worker: stoa and nginx fork theirs, HAProxy is
-# one process).  Runs in this shell, so that PIDS stays complete.
+# h2c_client PORT PATH COUNT: COUNT GETs of PATH one after the other on one
+# HTTP/2 connection (prior knowledge), probe-marked; fails unless all are
+# 200.
+h2c_client() {
+	local out
+	out=$(timeout 600 h2load -c1 -m1 -n "$3" -H 'X-Bench-Probe: 1' \
+	    "http://127.0.0.1:$1$2" 2>&1)
+	grep -q "status codes: $3 2xx" <<<"$out"
+}
+
+# instr_run SYSTEM PATH COUNT TAG [h2c]: start SYSTEM under callgrind, send
+# COUNT requests for PATH (over HTTP/1.1, or HTTP/2 in cleartext: stoa takes
+# it on its one port, nginx on a second, http2 one), stop it, and set
+# INSTR_TOTAL to the instruction total of its busiest process (the worker:
+# stoa and nginx fork theirs, HAProxy is one process).  Runs in this shell,
+# so that PIDS stays complete.
 instr_run() {
-	local s=$1 path=$2 count=$3 tag=$4 m f t best=0
+	local s=$1 path=$2 count=$3 tag=$4 proto=${5:-h1} m f t best=0 ok
 	INSTR_TOTAL=0
 	free_port "PORT[$s]"
+	NGINX_H2C_PORT=
+	[ "$s" = nginx ] && free_port NGINX_H2C_PORT
 	mkdir -p "$tmp/cg"
 	chmod 1777 "$tmp/cg"	# nginx workers write theirs as nobody
 	WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$tmp/cg/$s.$tag.%p")
 	"start_$s" || return 1
 	m=$LAUNCHED
 	wait_http "${PORT[$s]}" /p/obj 600 || { stop_pid "$m"; return 1; }
-	if ! timeout 600 "$PYTHON" "$tmp/kaclient.py" "${PORT[$s]}" "$path" "$count"; then
-		note "$s: bad responses on $path under callgrind"
+	if [ "$proto" = h2c ]; then
+		h2c_client "${NGINX_H2C_PORT:-${PORT[$s]}}" "$path" "$count"
+	else
+		timeout 600 "$PYTHON" "$tmp/kaclient.py" "${PORT[$s]}" "$path" "$count"
+	fi
+	ok=$?
+	if [ "$ok" != 0 ]; then
+		note "$s: bad responses on $path ($proto) under callgrind"
 		stop_pid "$m"
 		return 1
 	fi
@@ -182,29 +204,37 @@ instr_mode() {
 	echo "user-space instructions of the proxy's worker per request,"
 	echo "sequential keep-alive client, (total($((base + n))) - total($base)) / $n"
 	echo
-	printf '%-8s %18s %18s\n' system 'cache hit' 'proxy pass'
+	printf '%-8s %12s %12s %12s %12s\n' system 'cache hit' 'proxy pass' \
+	    'h2c hit' 'h2c pass'
 	for s in $SYSTEMS; do
 		case $s in
 		varnish) note "--instr: varnish is not measured (threads, VCL compiler)"; continue ;;
 		haproxy) [ -x "$HAPROXY_BIN" ] || { note "skipping haproxy: $HAPROXY_BIN not found"; continue; } ;;
 		esac
 		printf '%-8s' "$s"
-		for path in /c/obj /p/obj; do
+		for run in "h1 /c/obj instr_hit" "h1 /p/obj instr_pass" \
+		    "h2c /c/obj instr_h2_hit" "h2c /p/obj instr_h2_pass"; do
+			read -r proto path sc <<<"$run"
+			if [ "$proto" = h2c ] && { [ "$s" = haproxy ] ||
+			    ! command -v h2load >/dev/null; }; then
+				printf ' %12s' -	# HTTP/2: stoa and nginx only
+				continue
+			fi
 			lines0=$(probes)
-			instr_run "$s" "$path" "$base" "${path:1:1}a" &&
+			instr_run "$s" "$path" "$base" "$sc.a" "$proto" &&
 			a=$INSTR_TOTAL &&
-			instr_run "$s" "$path" $((base + n)) "${path:1:1}b" &&
+			instr_run "$s" "$path" $((base + n)) "$sc.b" "$proto" &&
 			b=$INSTR_TOTAL ||
-			    { printf ' %18s' failed; continue; }
+			    { printf ' %12s' failed; continue; }
 			lines1=$(probes)
 			# /c/obj: only the first request of each run may reach the origin.
 			if [ "$path" = /c/obj ] && [ $((lines1 - lines0)) -gt 2 ]; then
-				printf ' %18s' "no-cache($((lines1 - lines0)))"
+				printf ' %12s' "no-cache($((lines1 - lines0)))"
 				continue
 			fi
 			v=$(( (b - a) / n ))
-			printf ' %18s' "$v"
-			results+=("$(result "$([ "$path" = /c/obj ] && echo instr_hit || echo instr_pass)" "$s" instr "$v")")
+			printf ' %12s' "$v"
+			results+=("$(result "$sc" "$s" instr "$v")")
 		done
 		echo
 	done
