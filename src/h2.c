@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include <nghttp2/nghttp2.h>
 #include <openssl/evp.h>
@@ -395,6 +396,31 @@ on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *arg)
 	return (0);
 }
 
+/* Append the n pieces of v to b in one buffer operation (a head line is
+ * built from a few short pieces; an evbuffer_add each costs more than the
+ * copying). */
+static int
+add_pieces(struct evbuffer *b, const struct iovec *v, int n)
+{
+	struct evbuffer_iovec out;
+	size_t len = 0;
+	char *p;
+
+	for (int i = 0; i < n; i++)
+		len += v[i].iov_len;
+	if (evbuffer_reserve_space(b, (ev_ssize_t)len, &out, 1) < 1)
+		return (-1);
+	p = out.iov_base;
+	for (int i = 0; i < n; i++) {
+		memcpy(p, v[i].iov_base, v[i].iov_len);
+		p += v[i].iov_len;
+	}
+	out.iov_len = len;
+	return (evbuffer_commit_space(b, &out, 1));
+}
+
+#define PIECE(p, l) { (void *)(uintptr_t)(p), (l) }
+
 #define IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
 
 /* Keep a pseudo-header's value (the first one: nghttp2 checked them). */
@@ -451,10 +477,11 @@ on_header(nghttp2_session *s, const nghttp2_frame *frame,
 	else if (!IS("expect")) {       /* we answer 100-continue ourselves */
 		if (IS("content-length"))
 			st->have_cl = true;
-		evbuffer_add(st->req, name, nlen);
-		evbuffer_add(st->req, ": ", 2);
-		evbuffer_add(st->req, vv.base, vv.len);
-		evbuffer_add(st->req, "\r\n", 2);
+		const struct iovec line[] = { PIECE(name, nlen),
+		    PIECE(": ", 2), PIECE(vv.base, vv.len), PIECE("\r\n", 2) };
+
+		if (add_pieces(st->req, line, ARRAY_SIZE(line)) != 0)
+			return (NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE);
 	}
 	return (0);
 }
@@ -520,7 +547,6 @@ stream_direct(struct h2conn *h, struct h2stream *st)
 	if (st->ic == NULL)
 		return (-1);
 	evbuffer_add_cb(st->resp, resp_cb, st);
-	evbuffer_add_cb(st->cin, cin_cb, st);
 	return (0);
 }
 
@@ -565,15 +591,21 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 
 	/* the HTTP/1.1 head, straight into the conn's input */
 	out = stream_cin(st);
-	evbuffer_add(out, m.base, m.len);
-	evbuffer_add(out, " ", 1);
-	evbuffer_add(out, pv.base, pv.len);
-	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	{
+		const struct iovec line[] = { PIECE(m.base, m.len),
+		    PIECE(" ", 1), PIECE(pv.base, pv.len),
+		    PIECE(" HTTP/1.1\r\n", 11) };
+
+		if (add_pieces(out, line, ARRAY_SIZE(line)) != 0)
+			return (-1);
+	}
 	if (st->authority != NULL) {
 		a = nghttp2_rcbuf_get_buf(st->authority);
-		evbuffer_add(out, "Host: ", 6);
-		evbuffer_add(out, a.base, a.len);
-		evbuffer_add(out, "\r\n", 2);
+		const struct iovec host[] = { PIECE("Host: ", 6),
+		    PIECE(a.base, a.len), PIECE("\r\n", 2) };
+
+		if (add_pieces(out, host, ARRAY_SIZE(host)) != 0)
+			return (-1);
 	}
 	stream_drop_pseudo(st);         /* m, pv, a point into these */
 	evbuffer_add_buffer(out, st->req);
@@ -593,6 +625,9 @@ stream_start(struct h2conn *h, struct h2stream *st, bool end_stream)
 	}
 	if (st->req_ended && st->req_chunked)
 		evbuffer_add(out, "0\r\n\r\n", 5);
+	/* from here on, the conn's taking body bytes is acknowledged */
+	if (st->pair == NULL)
+		evbuffer_add_cb(st->cin, cin_cb, st);
 	stream_fed(st);
 	return (0);
 }

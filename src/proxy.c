@@ -365,7 +365,7 @@ req_body_complete(struct conn *c)
 	 * does); pipelined bytes wait in the input buffer, bounded by its
 	 * high watermark (conn_setup). */
 	if (t->uc != NULL && t->uc->connected)
-		bufferevent_set_timeouts(t->uc->bev, &c->env->tv_upstream_read,
+		upstream_timeouts(t->uc, &c->env->tv_upstream_read,
 		    &c->env->tv_upstream_read);
 }
 
@@ -559,10 +559,9 @@ proxy_connect(struct conn *c)
 	if (uc->connected) {
 		/* with the body complete, req_body_complete() sets them */
 		if (!t->req_body.done)
-			bufferevent_set_timeouts(uc->bev, NULL,
-			    &env->tv_upstream_read);
+			upstream_timeouts(uc, NULL, &env->tv_upstream_read);
 	} else
-		bufferevent_set_timeouts(uc->bev, NULL, &env->tv_upstream_connect);
+		upstream_timeouts(uc, NULL, &env->tv_upstream_connect);
 	/* a connected one is flush-attached (see up_eventcb): its writes
 	 * need no write event; a connecting one waits on it.  A pooled one
 	 * reads already (upstream_put): enabling it again would only re-arm
@@ -962,7 +961,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 	CHECK_OBJ_NOTNULL(uc, UPCONN_MAGIC);
 	if (what & BEV_EVENT_CONNECTED) {
 		uc->connected = true;
-		bufferevent_set_timeouts(bev,
+		upstream_timeouts(uc,
 		    t->req_body.done ? &env->tv_upstream_read : NULL,
 		    &env->tv_upstream_read);
 		/* from now on for its whole life (pooled too): writes go

@@ -146,6 +146,9 @@ upstream_get(struct upstream_pools *p, unsigned up, unsigned srv,
 		}
 		uc->reused = true;
 		bufferevent_setcb(uc->bev, NULL, NULL, NULL, NULL);
+		/* its timers ran while it was idle: the request's timeouts
+		 * start afresh (upstream_timeouts sets them again) */
+		uc->tmo_rd = uc->tmo_wr = NULL;
 		return (uc);
 	}
 
@@ -199,7 +202,7 @@ upstream_put(struct upconn *uc, bool reusable, uint64_t now)
 		return;
 	}
 	uc->idle_since = now;
-	bufferevent_set_timeouts(uc->bev, NULL, NULL);
+	/* its timeouts stay (see upstream.h): one that fires closes it */
 	bufferevent_setcb(uc->bev, idle_readcb, NULL, idle_eventcb, uc);
 	/* EV_WRITE only: the proxy never sets a read watermark upstream, and
 	 * resetting one re-arms the read event (as does enabling it again) */
@@ -240,6 +243,18 @@ upstream_detach(struct upconn *uc)
 	uc->magic = 0;
 	free(uc);
 	return (bev);
+}
+
+void
+upstream_timeouts(struct upconn *uc, const struct timeval *rd,
+    const struct timeval *wr)
+{
+	CHECK_OBJ_NOTNULL(uc, UPCONN_MAGIC);
+	if (uc->tmo_rd == rd && uc->tmo_wr == wr)
+		return;
+	bufferevent_set_timeouts(uc->bev, rd, wr);
+	uc->tmo_rd = rd;
+	uc->tmo_wr = wr;
 }
 
 const char *

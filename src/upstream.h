@@ -6,7 +6,11 @@
  * An upconn is either owned by a request (owner != NULL; the owner installs
  * its own bufferevent callbacks) or idle in its upstream's pool (owned by
  * the pool, which closes it on any input, EOF or error from the server and
- * when it has been idle longer than UPSTREAM_IDLE_MS).
+ * when it has been idle longer than UPSTREAM_IDLE_MS).  A pooled connection
+ * keeps the timeouts its last request set: one whose read timeout passes
+ * while idle is closed like one the server closed.  The next request sets
+ * its own once (upstream_timeouts), which re-arms them from that moment:
+ * one timer-heap update per pooled request instead of two.
  */
 #ifndef STOA_UPSTREAM_H
 #define STOA_UPSTREAM_H
@@ -18,6 +22,7 @@
 struct bufferevent;
 struct config;
 struct event_base;
+struct timeval;
 struct upstream_pools;
 
 /*
@@ -40,6 +45,8 @@ struct upconn {
 	unsigned                 srv;       /* index into its servers */
 	bool                     reused;    /* came from the idle pool */
 	bool                     connected;
+	const struct timeval    *tmo_rd;    /* timeouts set on bev (NULL: none) */
+	const struct timeval    *tmo_wr;
 	uint64_t                 idle_since;
 	TAILQ_ENTRY(upconn)      link;      /* in the idle list while pooled */
 };
@@ -58,6 +65,15 @@ void upstream_pools_free(struct upstream_pools *p);
  */
 struct upconn *upstream_get(struct upstream_pools *p, unsigned up,
     unsigned srv, uint64_t now, const char **err);
+
+/*
+ * Set uc's read and write timeouts (NULL: none), unless they are the ones
+ * already set: rd and wr point at the worker's timeouts, which live as long
+ * as it does, so the pointers tell.  Setting them costs timer-heap work,
+ * and a pooled connection's next request usually wants the same.
+ */
+void upstream_timeouts(struct upconn *uc, const struct timeval *rd,
+    const struct timeval *wr);
 
 /*
  * Release a connection: with reusable = true and room in the pool it is
