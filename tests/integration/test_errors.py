@@ -243,6 +243,19 @@ def test_504_upstream_read_timeout(aio, proxy_to):
     assert 0.8 <= took < 2.9, took
 
 
+def test_a_pooled_connection_gets_the_whole_upstream_read(aio, proxy_to):
+    """upstream_read counts from the request, not from the pooled
+    connection's last read: one idle for 0.9 s, then asked for an answer
+    that takes 0.6 s, is within a 1 s upstream_read (guards the
+    timeouts a pooled connection keeps, upstream_timeouts)."""
+    st = proxy_to(aio, workers=1, timeouts={"upstream_read": "1s"})
+    with requests.Session() as s:
+        assert s.get(st.url("/"), timeout=10).status_code == 200
+        time.sleep(0.9)                 # the upstream connection idles
+        r = s.get(st.url("/slow?s=0.6"), timeout=10)
+        assert r.status_code == 200, r.status_code
+
+
 def test_504_is_not_retried(backend_factory, stoa_factory):
     a, b = backend_factory("aiohttp"), backend_factory("aiohttp")
     st = stoa_factory(conf_upstream("app", [a.addr, b.addr])
