@@ -215,23 +215,6 @@ conn_new_tls(struct worker_env *env, struct bufferevent *bev,
 	return (conn_new_bev(env, bev, sa, salen, true, false));
 }
 
-struct conn *
-conn_new_stream(struct worker_env *env, struct bufferevent *bev,
-    const char *peer_ip, bool tls, void (*on_close)(void *), void *arg)
-{
-	struct conn *c;
-
-	c = conn_new_internal(env, bev, peer_ip);
-	if (c == NULL)
-		return (NULL);
-	c->internal = false;
-	c->h2 = true;
-	c->tls = tls;
-	c->on_close = on_close;
-	c->on_close_arg = arg;
-	return (c);
-}
-
 static void
 conn_set_peer_ip(struct conn *c, const char *peer_ip)
 {
@@ -241,25 +224,41 @@ conn_set_peer_ip(struct conn *c, const char *peer_ip)
 	c->peer_ip[n] = '\0';
 }
 
-struct conn *
-conn_new_h2stream(struct worker_env *env, struct evbuffer *in,
-    struct evbuffer *out, const char *peer_ip, bool tls,
+/* An HTTP/2 stream's conn: over bev (a pair's end), or over in and out. */
+static struct conn *
+conn_new_h2(struct worker_env *env, struct bufferevent *bev,
+    struct evbuffer *in, struct evbuffer *out, const char *peer_ip, bool tls,
     void (*on_close)(void *), void *arg)
 {
 	struct conn *c;
 
-	c = conn_alloc(env, NULL);
+	c = conn_alloc(env, bev);
 	if (c == NULL)
 		return (NULL);
-	c->in = in;
+	c->in = in;             /* with a bev, conn_setup() sets its own */
 	c->out = out;
 	c->h2 = true;
 	c->tls = tls;
 	c->on_close = on_close;
 	c->on_close_arg = arg;
 	conn_set_peer_ip(c, peer_ip);
-	conn_setup(env, c, false);
+	conn_setup(env, c, true);
 	return (c);
+}
+
+struct conn *
+conn_new_stream(struct worker_env *env, struct bufferevent *bev,
+    const char *peer_ip, bool tls, void (*on_close)(void *), void *arg)
+{
+	return (conn_new_h2(env, bev, NULL, NULL, peer_ip, tls, on_close, arg));
+}
+
+struct conn *
+conn_new_h2stream(struct worker_env *env, struct evbuffer *in,
+    struct evbuffer *out, const char *peer_ip, bool tls,
+    void (*on_close)(void *), void *arg)
+{
+	return (conn_new_h2(env, NULL, in, out, peer_ip, tls, on_close, arg));
 }
 
 struct conn *
