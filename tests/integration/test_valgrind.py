@@ -2,7 +2,8 @@
 
 Runs the release build of stoa (one worker) under memcheck, which follows
 the fork into the worker, serves a mix of requests (keep-alive, POST, 404,
-a 502 from a dead upstream), stops it gracefully with SIGQUIT, and reads
+a 502 from a dead upstream; the same over HTTP/2, plus a stream reset
+before its answer), stops it gracefully with SIGQUIT, and reads
 each process's valgrind report.  Skipped for a sanitizer build (ASan and
 valgrind cannot share a process) or when valgrind is not installed.
 """
@@ -19,7 +20,8 @@ import tempfile
 import pytest
 import requests
 
-from helpers import STOA_BIN, Backend, free_port, port_accepts, wait_until
+from helpers import (STOA_BIN, Backend, H2Client, free_port, port_accepts,
+                     wait_until)
 
 
 def _sanitized():
@@ -70,6 +72,21 @@ route / { upstream = app }
             assert r.status_code == 200 and len(r.content) == 70000
             r = s.get("http://127.0.0.1:%d/dead/x" % port, timeout=30)
             assert r.status_code == 502
+        # HTTP/2 (h2c): streams are conns without a socket; a GET, a POST
+        # with a body, a 502, and a stream reset before its answer
+        h2 = H2Client(port, None, timeout=30)
+        try:
+            got = h2.wait([h2.start("/hello"),
+                           h2.start("/echo", method="POST",
+                                    body=b"y" * 30000),
+                           h2.start("/dead/x")])
+            assert sorted(v[0] for v in got.values()) == [200, 200, 502]
+            sid = h2.start("/slow?s=0.3")
+            h2.conn.reset_stream(sid)
+            h2.sock.sendall(h2.conn.data_to_send())
+            assert h2.request("/hello")[0] == 200
+        finally:
+            h2.close()
         with socket.create_connection(("127.0.0.1", port), 30) as c:
             c.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
                       b"Transfer-Encoding: chunked\r\n\r\n")
