@@ -137,6 +137,9 @@ h2_pump(evutil_socket_t fd, short what, void *arg)
 	while ((st = TAILQ_FIRST(&h->dirty)) != NULL) {
 		TAILQ_REMOVE(&h->dirty, st, dlink);
 		st->dirty = false;
+		if (h->closing)
+			continue;       /* no request of a closing connection
+					 * starts: h2conn_free() ends them */
 		if (st->fed) {
 			st->fed = false;
 			if (st->ic != NULL)
