@@ -403,8 +403,7 @@ conn_to_h2(struct conn *c)
 
 	memcpy(ip, c->peer_ip, sizeof ip);
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	c->bev = NULL;
-	c->in = c->out = NULL;
+	c->bev = NULL;          /* conn_close() forgets in and out with it */
 	conn_close(c);
 	(void)h2_start(env, bev, ip, tls);
 }
